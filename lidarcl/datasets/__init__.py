@@ -1,0 +1,1 @@
+"""Datasets, info indexes and transforms. Importing this package registers them."""

@@ -1,0 +1,130 @@
+"""Base dataset: reads an info index (info_format.py) and turns each sample info into the
+sample dict that the transform pipeline works on.
+
+Sample dict keys produced here (before any transform)::
+
+    sample_idx, token, timestamp, scene_token, prev, next
+    data_root            absolute root the relative paths in the index refer to
+    lidar_path           absolute path of the keyframe point file
+    num_point_features   float32 columns in that file
+    sweeps               [{"path" (absolute), "timestamp", "time_lag", "sweep2lidar" (4, 4)}]
+    cams                 {channel: {"path" (absolute), "height", "width", "timestamp",
+                                    "cam2img", "lidar2cam", "lidar2img" (4, 4) float64}}
+    lidar2ego, ego2global  (4, 4) float64
+    gt_boxes             (M, 7) float32 LiDAR-frame boxes (structures/boxes.py)
+    gt_velocity          (M, 2) float32
+    gt_names             (M,) str, the dataset's own class names
+    gt_labels            (M,) int64 index into ``classes`` (boxes of other classes removed)
+    num_lidar_pts        (M,) int64
+    lidarseg_path        absolute path or None
+
+Transforms add ``points`` (N, C) float32, ``images`` / ``lidar2img`` (K, 4, 4),
+``pts_semantic_mask`` and more; see ``lidarcl/datasets/transforms``.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Sequence
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+
+from lidarcl.datasets.info_format import read_info_index
+from lidarcl.errors import DataError
+
+
+def _abs(root: str, rel: str | None) -> str | None:
+    if rel is None or rel == "":
+        return None
+    return rel if os.path.isabs(rel) else os.path.join(root, rel)
+
+
+class InfoDataset(BaseDataset):
+    """A dataset backed by a lidarcl info index.
+
+    Args:
+        ann_file: info index path (absolute, or relative to ``data_root``).
+        data_root: root that the index's relative paths refer to.
+        pipeline: transform configs or callables.
+        classes: detection classes to keep, in label order; ``None`` keeps
+            ``DEFAULT_CLASSES`` of the subclass. Names are mapped through ``NAME_MAPPING``.
+        filter_empty_gt: drop samples without any box of ``classes`` (training).
+        test_mode: no filtering.
+    """
+
+    DATASET_NAME: str = ""
+    DEFAULT_CLASSES: tuple[str, ...] = ()
+    # dataset class name -> detection class name (identity when absent)
+    NAME_MAPPING: dict[str, str] = {}
+
+    def __init__(self, ann_file: str, data_root: str = "", pipeline: Sequence = (),
+                 classes: Sequence[str] | None = None, filter_empty_gt: bool = False,
+                 test_mode: bool = False, **kwargs):
+        self.classes = tuple(classes) if classes is not None else tuple(self.DEFAULT_CLASSES)
+        self.filter_empty_gt = filter_empty_gt
+        self.index_metadata: dict[str, Any] = {}
+        super().__init__(ann_file=ann_file, data_root=data_root, pipeline=list(pipeline),
+                         test_mode=test_mode, metainfo={"classes": self.classes}, **kwargs)
+
+    # mmengine calls this once (lazily); keep infos as plain dicts
+    def load_data_list(self) -> list[dict]:
+        infos, meta = read_info_index(self.ann_file, dataset=self.DATASET_NAME or None)
+        self.index_metadata = meta
+        return infos
+
+    def filter_data(self) -> list[dict]:
+        if self.test_mode or not self.filter_empty_gt:
+            return self.data_list
+        keep = []
+        for info in self.data_list:
+            names = [self.NAME_MAPPING.get(n, n) for n in info["gt_names"]]
+            if any(n in self.classes for n in names):
+                keep.append(info)
+        return keep
+
+    def parse_sample(self, info: dict, index: int) -> dict:
+        """Turn one sample info into the sample dict documented in this module."""
+        root = os.path.abspath(self.data_root or ".")
+        sample = {
+            "sample_idx": index,
+            "token": info["token"],
+            "timestamp": info.get("timestamp", 0),
+            "scene_token": info.get("scene_token", ""),
+            "prev": info.get("prev", ""),
+            "next": info.get("next", ""),
+            "data_root": root,
+            "lidar_path": _abs(root, info["lidar_path"]),
+            "num_point_features": int(info["num_point_features"]),
+            "lidar2ego": np.asarray(info["lidar2ego"], dtype=np.float64),
+            "ego2global": np.asarray(info["ego2global"], dtype=np.float64),
+            "sweeps": [{**s, "path": _abs(root, s["path"]),
+                        "sweep2lidar": np.asarray(s["sweep2lidar"], dtype=np.float64)}
+                       for s in info.get("sweeps", [])],
+            "cams": {name: {**cam, "path": _abs(root, cam["path"]),
+                            **{k: np.asarray(cam[k], dtype=np.float64)
+                               for k in ("cam2img", "lidar2cam", "lidar2img")}}
+                     for name, cam in info.get("cams", {}).items()},
+            "lidarseg_path": _abs(root, info.get("lidarseg_path")),
+        }
+        boxes = np.asarray(info["gt_boxes"], dtype=np.float32).reshape(-1, 7)
+        names = np.asarray(info["gt_names"], dtype=object)
+        velocity = np.asarray(info.get("gt_velocity", np.full((len(boxes), 2), np.nan)),
+                              dtype=np.float32).reshape(-1, 2)
+        num_pts = np.asarray(info.get("num_lidar_pts", np.full(len(boxes), -1)),
+                             dtype=np.int64).reshape(-1)
+        if not (len(names) == len(boxes) == len(velocity) == len(num_pts)):
+            raise DataError(self.ann_file, f"sample {info['token']}: box fields of different "
+                                           "lengths")
+        mapped = [self.NAME_MAPPING.get(n, n) for n in names]
+        labels = np.array([self.classes.index(n) if n in self.classes else -1 for n in mapped],
+                          dtype=np.int64)
+        keep = labels >= 0
+        sample.update(gt_boxes=boxes[keep], gt_velocity=velocity[keep], gt_names=names[keep],
+                      gt_labels=labels[keep], num_lidar_pts=num_pts[keep])
+        return sample
+
+    def get_data_info(self, idx: int) -> dict:
+        info = copy.deepcopy(super().get_data_info(idx))
+        info.pop("sample_idx", None)
+        return self.parse_sample(info, idx)

@@ -1,0 +1,37 @@
+"""mmengine registries of lidarcl (scope ``lidarcl``).
+
+This module imports nothing of lidarcl itself, so every other module can import it
+without creating an import circle. Components register themselves when their module is
+imported; :func:`register_all_modules` imports every module that registers something.
+"""
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import Registry
+
+DATASETS = Registry("dataset", parent=MMENGINE_DATASETS, scope="lidarcl",
+                    locations=["lidarcl.datasets"])
+TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope="lidarcl",
+                      locations=["lidarcl.datasets.transforms"])
+MODELS = Registry("model", parent=MMENGINE_MODELS, scope="lidarcl",
+                  locations=["lidarcl.models"])
+METRICS = Registry("metric", parent=MMENGINE_METRICS, scope="lidarcl",
+                   locations=["lidarcl.evaluation"])
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Import every lidarcl module that registers components.
+
+    Args:
+        init_default_scope: also make ``lidarcl`` mmengine's default scope, so that
+            configs can name components without a ``lidarcl.`` prefix.
+    """
+    import lidarcl.datasets  # noqa: F401  (registers datasets and transforms)
+
+    if init_default_scope:
+        from mmengine.registry import DefaultScope
+
+        if DefaultScope.get_current_instance() is None or \
+                DefaultScope.get_current_instance().scope_name != "lidarcl":
+            DefaultScope.get_instance(f"lidarcl-{id(DATASETS)}", scope_name="lidarcl")
