@@ -55,6 +55,8 @@ class InfoDataset(BaseDataset):
 
     DATASET_NAME: str = ""
     DEFAULT_CLASSES: tuple[str, ...] = ()
+    # every detection class name the dataset can produce (after NAME_MAPPING)
+    ALL_CLASSES: tuple[str, ...] = ()
     # dataset class name -> detection class name (identity when absent)
     NAME_MAPPING: dict[str, str] = {}
 
@@ -62,6 +64,10 @@ class InfoDataset(BaseDataset):
                  classes: Sequence[str] | None = None, filter_empty_gt: bool = False,
                  test_mode: bool = False, **kwargs):
         self.classes = tuple(classes) if classes is not None else tuple(self.DEFAULT_CLASSES)
+        unknown = [c for c in self.classes if self.ALL_CLASSES and c not in self.ALL_CLASSES]
+        if unknown:
+            raise ValueError(f"{ann_file}: unknown class names {unknown} for "
+                             f"{type(self).__name__}; known: {list(self.ALL_CLASSES)}")
         self.filter_empty_gt = filter_empty_gt
         self.index_metadata: dict[str, Any] = {}
         super().__init__(ann_file=ann_file, data_root=data_root, pipeline=list(pipeline),
