@@ -1,0 +1,173 @@
+"""Pictures of samples: a bird's-eye view of points and boxes, and camera images with the
+projected points coloured by depth. Pure numpy + Pillow (no display needed).
+
+Pixel conventions of :func:`render_bev`: the image's up direction is LiDAR +x (forward), its
+left is +y (left), so the picture reads like a map seen from above with the vehicle heading
+up. Pixel ``(row, col)`` of a point ``(x, y)`` is
+``row = (x_max - x) / resolution``, ``col = (y_max - y) / resolution``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image, ImageDraw
+
+from lidarcl.structures.boxes import box_corners
+from lidarcl.structures.camera import points_to_image
+
+# A qualitative palette for class ids (box classes or semantic labels); id -1 is grey.
+_PALETTE = (np.array(colormaps["tab20"].colors)[:, :3] * 255).astype(np.uint8)
+UNLABELLED_RGB = np.array([140, 140, 140], dtype=np.uint8)
+
+
+def label_colors(labels) -> np.ndarray:
+    """RGB (N, 3) uint8 for integer class ids (negative ids grey)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    rgb = _PALETTE[np.mod(labels, len(_PALETTE))]
+    rgb[labels < 0] = UNLABELLED_RGB
+    return rgb
+
+
+def scalar_colors(values, vmin=None, vmax=None, cmap: str = "viridis") -> np.ndarray:
+    """RGB (N, 3) uint8 of scalars through a matplotlib colour map."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return np.zeros((0, 3), dtype=np.uint8)
+    lo = np.percentile(values, 1) if vmin is None else vmin
+    hi = np.percentile(values, 99) if vmax is None else vmax
+    t = np.clip((values - lo) / max(hi - lo, 1e-6), 0, 1)
+    return (colormaps[cmap](t)[:, :3] * 255).astype(np.uint8)
+
+
+def bev_pixels(xy, bev_range, resolution) -> np.ndarray:
+    """(row, col) float pixel positions of LiDAR ``(x, y)`` in the BEV picture."""
+    x_min, y_min, x_max, y_max = bev_range
+    xy = np.asarray(xy, dtype=np.float64)
+    return np.stack([(x_max - xy[..., 0]) / resolution, (y_max - xy[..., 1]) / resolution], -1)
+
+
+def render_bev(points, boxes=None, point_colors=None, box_labels=None,
+               bev_range=(-50.0, -50.0, 50.0, 50.0), resolution: float = 0.1,
+               point_size: int = 1, background=(16, 16, 16)) -> np.ndarray:
+    """Bird's-eye view (H, W, 3) uint8 of points and boxes.
+
+    Args:
+        points: (N, >=3) LiDAR-frame points.
+        boxes: (M, >=7) boxes ``[x, y, z, l, w, h, yaw]``; drawn as outlines with a line
+            from the centre to the front face.
+        point_colors: (N, 3) uint8 colours (default: height through viridis).
+        box_labels: (M,) class ids for box colours (default: white).
+        bev_range: ``(x_min, y_min, x_max, y_max)`` in metres.
+    """
+    x_min, y_min, x_max, y_max = bev_range
+    height = int(round((x_max - x_min) / resolution))
+    width = int(round((y_max - y_min) / resolution))
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    canvas[:] = background
+    points = np.asarray(points)
+    if point_colors is None:
+        point_colors = scalar_colors(points[:, 2], vmin=-3.0, vmax=2.0)
+    pix = np.floor(bev_pixels(points[:, :2], bev_range, resolution)).astype(np.int64)
+    inside = (pix[:, 0] >= 0) & (pix[:, 0] < height) & (pix[:, 1] >= 0) & (pix[:, 1] < width)
+    pix, colors = pix[inside], np.asarray(point_colors)[inside]
+    for dr in range(point_size):
+        for dc in range(point_size):
+            r = np.clip(pix[:, 0] + dr, 0, height - 1)
+            c = np.clip(pix[:, 1] + dc, 0, width - 1)
+            canvas[r, c] = colors
+    if boxes is not None and len(boxes):
+        image = Image.fromarray(canvas)
+        draw = ImageDraw.Draw(image)
+        boxes = np.asarray(boxes, dtype=np.float64)
+        corners = box_corners(boxes)[:, [0, 1, 5, 4], :2]  # top face: fl, fr, rr, rl
+        box_rgb = (np.full((len(boxes), 3), 255, np.uint8) if box_labels is None
+                   else label_colors(box_labels))
+        for corner_xy, box, rgb in zip(corners, boxes, box_rgb):
+            rc = bev_pixels(corner_xy, bev_range, resolution)
+            polygon = [(float(c), float(r)) for r, c in rc]
+            color = tuple(int(v) for v in rgb)
+            draw.polygon(polygon, outline=color)
+            front = bev_pixels(corner_xy[:2].mean(0), bev_range, resolution)
+            centre = bev_pixels(box[:2], bev_range, resolution)
+            draw.line([(centre[1], centre[0]), (front[1], front[0])], fill=color)
+        canvas = np.asarray(image)
+    return canvas
+
+
+def render_camera_points(image, points, lidar2img, min_depth: float = 1.0,
+                         max_depth: float = 60.0, radius: int = 1,
+                         point_colors=None) -> np.ndarray:
+    """The camera image with the points it sees drawn on it, coloured by depth.
+
+    Uses the devkit's selection rule (``lidarcl.structures.camera.points_to_image``);
+    nearer points are drawn last so that they stay on top.
+    """
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    index, uv, depth = points_to_image(points, lidar2img, (height, width), min_depth)
+    colors = (scalar_colors(depth, vmin=min_depth, vmax=max_depth, cmap="turbo")
+              if point_colors is None else np.asarray(point_colors)[index])
+    order = np.argsort(-depth)
+    out = image.copy()
+    centre = np.floor(uv[order]).astype(np.int64)
+    for dr in range(-radius + 1, radius):
+        for dc in range(-radius + 1, radius):
+            r = np.clip(centre[:, 1] + dr, 0, height - 1)
+            c = np.clip(centre[:, 0] + dc, 0, width - 1)
+            out[r, c] = colors[order]
+    return out
+
+
+def point_label_colors(sample: dict) -> np.ndarray:
+    """Colours for ``sample['points']``: semantic labels when the sample has them
+    (``pts_semantic_mask``), else the class of the box holding the point (grey outside)."""
+    from lidarcl.structures.boxes import points_in_boxes
+
+    points = sample["points"]
+    if "pts_semantic_mask" in sample:
+        return label_colors(sample["pts_semantic_mask"])
+    labels = np.full(len(points), -1, dtype=np.int64)
+    boxes = sample.get("gt_boxes")
+    if boxes is not None and len(boxes):
+        inside = points_in_boxes(points, boxes)
+        hit = inside.any(1)
+        labels[hit] = np.asarray(sample["gt_labels"])[inside[hit].argmax(1)]
+    return label_colors(labels)
+
+
+def save_sample_views(sample: dict, out_dir: str, prefix: str = "sample",
+                      color_by: str = "height", bev_range=(-50.0, -50.0, 50.0, 50.0),
+                      resolution: float = 0.1, cameras=None) -> list[str]:
+    """Write ``<prefix>_bev.png`` and ``<prefix>_<CAMERA>.png`` for a loaded sample.
+
+    ``sample`` needs ``points`` and may hold ``gt_boxes``/``gt_labels``, ``images``,
+    ``lidar2img`` and ``cam_names`` (the output of the loading transforms).
+    ``color_by`` is ``"height"``, ``"intensity"`` or ``"label"``.
+    """
+    import os
+
+    os.makedirs(out_dir, exist_ok=True)
+    points = sample["points"]
+    if color_by == "label":
+        colors = point_label_colors(sample)
+    elif color_by == "intensity":
+        colors = scalar_colors(points[:, 3], cmap="magma")
+    elif color_by == "height":
+        colors = scalar_colors(points[:, 2], vmin=-3.0, vmax=2.0)
+    else:
+        raise ValueError(f"color_by must be 'height', 'intensity' or 'label', got {color_by!r}")
+    written = []
+    bev = render_bev(points, sample.get("gt_boxes"), colors, sample.get("gt_labels"),
+                     bev_range=bev_range, resolution=resolution)
+    path = os.path.join(out_dir, f"{prefix}_bev.png")
+    Image.fromarray(bev).save(path)
+    written.append(path)
+    names = sample.get("cam_names", [])
+    for k, name in enumerate(names):
+        if cameras is not None and name not in cameras:
+            continue
+        view = render_camera_points(sample["images"][k], points, sample["lidar2img"][k])
+        path = os.path.join(out_dir, f"{prefix}_{name}.png")
+        Image.fromarray(view).save(path)
+        written.append(path)
+    return written
