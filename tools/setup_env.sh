@@ -25,7 +25,8 @@ venv="${LIDARCL_VENV:-.venv}"
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 "${pip[@]}" setuptools wheel
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
-"${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+# shellcheck disable=SC2086  (TORCH_SPEC may carry pip options)
+"${pip[@]}" ${TORCH_SPEC:-torch==2.13.0}
 # --no-build-isolation: the compiled extension builds against the torch installed above.
 "${pip[@]}" --no-build-isolation -e ".[test]"
 echo "setup_env: ready ($venv)"
