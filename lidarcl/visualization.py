@@ -171,3 +171,33 @@ def save_sample_views(sample: dict, out_dir: str, prefix: str = "sample",
         Image.fromarray(view).save(path)
         written.append(path)
     return written
+
+
+DATASET_TYPES = {"nuscenes": "NuScenesDataset", "kitti": "KittiDataset"}
+DEFAULT_BEV_RANGES = {"nuscenes": (-50.0, -50.0, 50.0, 50.0), "kitti": (0.0, -40.0, 70.4, 40.0)}
+
+
+def save_dataset_views(dataset: str, info_path: str, data_root: str, indices, out_dir: str,
+                       color_by: str = "height", bev_range=None,
+                       resolution: float = 0.1) -> list[str]:
+    """Load samples of an indexed dataset with points, images and (when present)
+    lidarseg labels, and write their views with :func:`save_sample_views`."""
+    from lidarcl.registry import DATASETS, register_all_modules
+
+    register_all_modules()
+    pipeline = [dict(type="LoadPoints", use_dims=None), dict(type="LoadImages")]
+    ds = DATASETS.build(dict(type=DATASET_TYPES[dataset], ann_file=info_path,
+                             data_root=data_root, pipeline=pipeline, test_mode=True,
+                             serialize_data=False))
+    written = []
+    for index in indices:
+        sample = ds[index]
+        if color_by == "label" and sample.get("lidarseg_path"):
+            from lidarcl.datasets.transforms.loading import LoadLidarsegLabels
+
+            sample = LoadLidarsegLabels()(sample)
+        written += save_sample_views(sample, out_dir, prefix=f"{dataset}_{index:04d}",
+                                     color_by=color_by,
+                                     bev_range=bev_range or DEFAULT_BEV_RANGES[dataset],
+                                     resolution=resolution)
+    return written
