@@ -1,1 +1,7 @@
 """Datasets, info indexes and transforms. Importing this package registers them."""
+import lidarcl.datasets.transforms  # noqa: F401  (registers LoadPoints ... PackSample)
+from lidarcl.datasets.collate import collate_samples
+from lidarcl.datasets.folder_dataset import FolderDataset
+from lidarcl.datasets.kitti_dataset import KittiDataset
+
+__all__ = ["collate_samples", "FolderDataset", "KittiDataset"]

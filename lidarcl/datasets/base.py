@@ -77,6 +77,8 @@ class InfoDataset(BaseDataset):
     def load_data_list(self) -> list[dict]:
         infos, meta = read_info_index(self.ann_file, dataset=self.DATASET_NAME or None)
         self.index_metadata = meta
+        if not infos:
+            raise DataError(self.ann_file, "info index holds no samples")
         return infos
 
     def filter_data(self) -> list[dict]:
@@ -87,6 +89,9 @@ class InfoDataset(BaseDataset):
             names = [self.NAME_MAPPING.get(n, n) for n in info["gt_names"]]
             if any(n in self.classes for n in names):
                 keep.append(info)
+        if not keep:
+            raise DataError(self.ann_file, f"no sample has a box of the classes {self.classes} "
+                                           "(filter_empty_gt=True)")
         return keep
 
     def parse_sample(self, info: dict, index: int) -> dict:

@@ -25,7 +25,8 @@ A sample info (all paths relative to the data root, matrices as nested lists, fl
                                  "cam2img" 4x4 (intrinsics, KITTI: P2 padded),
                                  "lidar2cam" 4x4, "lidar2img" 4x4 = cam2img @ lidar2cam}}
     gt_boxes          (M, 7) LiDAR-frame boxes [x, y, z, l, w, h, yaw] (structures/boxes.py)
-    gt_velocity       (M, 2) [vx, vy] in the LiDAR frame, m/s (NaN when unknown)
+    gt_velocity       (M, 2) [vx, vy] in the LiDAR frame, m/s (null when unknown: the file
+                      is strict JSON, NaN is written as null and read back as NaN)
     gt_names          (M,) dataset class names (nuScenes category names, KITTI types)
     gt_attributes     (M,) attribute name or "" (nuScenes); [] for KITTI
     num_lidar_pts     (M,) annotated points in the box (nuScenes) or counted (KITTI)
@@ -38,6 +39,7 @@ A sample info (all paths relative to the data root, matrices as nested lists, fl
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from typing import Any
@@ -51,6 +53,17 @@ REQUIRED_SAMPLE_KEYS = ("token", "lidar_path", "num_point_features", "lidar2ego"
                         "ego2global", "sweeps", "cams", "gt_boxes", "gt_names")
 
 
+def _strict_json(value):
+    """Replace non-finite floats by None so that the file is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
 def write_info_index(path: str | os.PathLike, infos: list[dict[str, Any]],
                      metadata: dict[str, Any]) -> None:
     """Write an info index atomically (temporary file, then rename)."""
@@ -61,7 +74,7 @@ def write_info_index(path: str | os.PathLike, infos: list[dict[str, Any]],
     fd, tmp = tempfile.mkstemp(prefix=".info-", suffix=".json", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump({"metadata": meta, "infos": infos}, f)
+            json.dump(_strict_json({"metadata": meta, "infos": infos}), f, allow_nan=False)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

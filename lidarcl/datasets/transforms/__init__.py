@@ -1,0 +1,23 @@
+"""Transforms of the sample dict (registered in ``lidarcl.registry.TRANSFORMS``).
+
+Importing this package registers them. Conventions for per-point / per-box arrays and
+randomness: ``base.py``; augmentation geometry (boxes, velocity, cameras): ``augment.py``.
+"""
+from lidarcl.datasets.transforms.augment import (GlobalRotScaleTrans, PointDropout,
+                                                 PointJitter, RandomFlip3D,
+                                                 apply_lidar_transform)
+from lidarcl.datasets.transforms.filters import (ObjectMinPointsFilter, ObjectNameFilter,
+                                                 ObjectRangeFilter, PointSample,
+                                                 PointShuffle, PointsInCameraFOV,
+                                                 PointsRangeFilter)
+from lidarcl.datasets.transforms.formatting import PackSample
+from lidarcl.datasets.transforms.loading import (LoadImages, LoadLidarsegLabels, LoadPoints,
+                                                 LoadSweeps)
+
+__all__ = [
+    "LoadPoints", "LoadSweeps", "LoadImages", "LoadLidarsegLabels",
+    "PointsRangeFilter", "ObjectRangeFilter", "ObjectNameFilter", "ObjectMinPointsFilter",
+    "PointsInCameraFOV", "PointSample", "PointShuffle",
+    "GlobalRotScaleTrans", "RandomFlip3D", "PointJitter", "PointDropout",
+    "apply_lidar_transform", "PackSample",
+]

@@ -1,0 +1,320 @@
+"""Loading transforms: keyframe points, sweeps, camera images, lidarseg labels.
+
+Order in a pipeline: ``LoadPoints`` -> ``LoadLidarsegLabels`` -> ``LoadSweeps`` ->
+``LoadImages`` -> filters / augmentations -> ``PackSample``. (``LoadImages`` may come
+anywhere: augmentations keep ``sample["cams"]`` matrices in step with the points.)
+
+Keys added
+    ``LoadPoints``: ``points`` (N, len(use_dims)) float32, ``points_use_dims``,
+    ``num_dropped_points`` (points with NaN/inf x, y, z removed), ``valid_point_mask``
+    (bool, one entry per row of the raw file: False where a point was dropped).
+    ``LoadSweeps``: appends sweep points and a time column (seconds; keyframe 0) to
+    ``points``; ``num_sweeps_loaded``, ``num_dropped_sweep_points``.
+    ``LoadImages``: ``images``, ``cam_names``, ``img_paths``, ``lidar2img`` /
+    ``cam2img`` / ``lidar2cam`` (K, 4, 4) float64, ``img_shape`` (K, 2) int64 as (H, W).
+    ``LoadLidarsegLabels``: ``pts_semantic_mask`` (N,) int64.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from lidarcl.datasets.io import load_image, load_points
+from lidarcl.datasets.transforms.base import Transform
+from lidarcl.errors import DataError, DataFileNotFound
+from lidarcl.registry import TRANSFORMS
+from lidarcl.structures.camera import pad_to_4x4
+from lidarcl.structures.transforms import transform_points
+
+logger = logging.getLogger(__name__)
+
+# mmdetection3d's / the nuScenes devkit's camera order; other channels follow, sorted.
+DEFAULT_CAMERA_ORDER = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK",
+                        "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
+
+
+def _raw_finite_mask(path: str, num_features: int | None) -> np.ndarray:
+    """Finite-xyz mask over the raw rows of a point file (read again; only used when
+    ``load_points`` reported dropped points, which is rare)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".bin":
+        raw = np.fromfile(path, dtype=np.float32).reshape(-1, num_features)
+    elif suffix == ".npy":
+        raw = np.load(path, allow_pickle=False)
+    else:
+        import open3d as o3d
+
+        raw = np.asarray(o3d.io.read_point_cloud(path).points)
+    return np.isfinite(raw[:, :3]).all(1)
+
+
+def _check_dims(path: str, use_dims: Sequence[int] | None, num_cols: int) -> list[int]:
+    if use_dims is None:
+        return list(range(num_cols))
+    dims = [int(d) for d in use_dims]
+    bad = [d for d in dims if d >= num_cols or d < -num_cols]
+    if bad:
+        raise DataError(path, f"use_dims {dims} asks for columns {bad} but the file has "
+                              f"{num_cols} columns")
+    return dims
+
+
+@TRANSFORMS.register_module()
+class LoadPoints(Transform):
+    """Read the keyframe point file ``sample["lidar_path"]``.
+
+    Args:
+        use_dims: columns to keep (x, y, z must be the first three kept);
+            ``None`` keeps all.
+        strict: raise :class:`DataError` on NaN/inf coordinates instead of dropping them.
+        num_point_features: override ``sample["num_point_features"]`` (columns of a
+            ``.bin`` file).
+    """
+
+    def __init__(self, use_dims: Sequence[int] | None = (0, 1, 2, 3), strict: bool = False,
+                 num_point_features: int | None = None):
+        self.use_dims = None if use_dims is None else tuple(int(d) for d in use_dims)
+        self.strict = strict
+        self.num_point_features = num_point_features
+
+    def transform(self, sample: dict) -> dict:
+        path = sample["lidar_path"]
+        nf = self.num_point_features or sample.get("num_point_features")
+        points, dropped = load_points(path, nf, drop_nonfinite=not self.strict)
+        if dropped:
+            valid = _raw_finite_mask(path, nf)
+        else:
+            valid = np.ones(len(points), dtype=bool)
+        dims = _check_dims(path, self.use_dims, points.shape[1])
+        sample["points"] = np.ascontiguousarray(points[:, dims], dtype=np.float32)
+        sample["points_use_dims"] = tuple(dims)
+        sample["num_dropped_points"] = int(dropped)
+        sample["valid_point_mask"] = valid
+        return sample
+
+
+@TRANSFORMS.register_module()
+class LoadSweeps(Transform):
+    """Merge the previous LiDAR sweeps into the keyframe's LiDAR frame.
+
+    Each sweep ``{"path", "sweep2lidar" (4, 4), "time_lag" (s)}`` (newest first, as in the
+    info index) is loaded, points within ``remove_close`` metres of the sensor
+    (``|x| < r and |y| < r`` in the sweep's own frame: the ego vehicle's returns) are
+    removed, the rest are mapped by ``sweep2lidar`` and appended. A time column is
+    appended to every point: 0 for keyframe points, the sweep's ``time_lag`` for sweep
+    points.
+
+    Args:
+        num_sweeps: newest sweeps to use (fewer when the sample has fewer).
+        use_dims: columns of the sweep files to keep; ``None`` uses the keyframe's
+            ``points_use_dims`` (from ``LoadPoints``).
+        remove_close: radius in metres (``0`` keeps everything).
+        pad_empty: for every missing sweep (sample has fewer than ``num_sweeps``), append
+            a copy of the keyframe points with time 0 (keeps point density steady at the
+            start of a scene). Default off.
+        strict: raise on NaN/inf sweep coordinates instead of dropping them.
+        seg_ignore_index: value given to sweep points in ``pts_semantic_mask`` when labels
+            were loaded before this transform.
+    """
+
+    def __init__(self, num_sweeps: int = 9, use_dims: Sequence[int] | None = None,
+                 remove_close: float = 1.0, pad_empty: bool = False, strict: bool = False,
+                 seg_ignore_index: int = -1):
+        self.num_sweeps = int(num_sweeps)
+        self.use_dims = None if use_dims is None else tuple(int(d) for d in use_dims)
+        self.remove_close = float(remove_close)
+        self.pad_empty = pad_empty
+        self.strict = strict
+        self.seg_ignore_index = seg_ignore_index
+
+    def transform(self, sample: dict) -> dict:
+        key_points = sample["points"]
+        dims = self.use_dims if self.use_dims is not None else sample.get("points_use_dims")
+        parts = [np.concatenate([key_points, np.zeros((len(key_points), 1), np.float32)], 1)]
+        dropped_total = 0
+        sweeps = list(sample.get("sweeps", []))[:self.num_sweeps]
+        for sweep in sweeps:
+            path = sweep["path"]
+            if not os.path.isfile(path):
+                raise DataFileNotFound(path, f"sweep of sample {sample.get('token', '?')}")
+            nf = sweep.get("num_point_features", sample.get("num_point_features"))
+            pts, dropped = load_points(path, nf, drop_nonfinite=not self.strict)
+            dropped_total += dropped
+            cols = _check_dims(path, dims, pts.shape[1])
+            pts = pts[:, cols].astype(np.float32, copy=False)
+            if pts.shape[1] != key_points.shape[1]:
+                raise DataError(path, f"sweep points have {pts.shape[1]} columns after "
+                                      f"use_dims, keyframe points {key_points.shape[1]}")
+            mat = np.asarray(sweep["sweep2lidar"], dtype=np.float64)
+            if mat.shape != (4, 4) or not np.isfinite(mat).all():
+                raise DataError(path, f"sweep2lidar of sample {sample.get('token', '?')} "
+                                      f"must be a finite 4x4 matrix, got shape {mat.shape}")
+            if self.remove_close > 0:
+                r = self.remove_close
+                close = (np.abs(pts[:, 0]) < r) & (np.abs(pts[:, 1]) < r)
+                pts = pts[~close]
+            pts = transform_points(pts, mat)
+            lag = np.full((len(pts), 1), float(sweep.get("time_lag", 0.0)), np.float32)
+            parts.append(np.concatenate([pts, lag], 1))
+        if self.pad_empty:
+            for _ in range(self.num_sweeps - len(sweeps)):
+                parts.append(parts[0].copy())
+        merged = np.concatenate(parts, 0).astype(np.float32, copy=False)
+        num_extra = len(merged) - len(key_points)
+        if sample.get("pts_semantic_mask") is not None and num_extra:
+            mask = sample["pts_semantic_mask"]
+            pad = np.full(num_extra, self.seg_ignore_index, dtype=mask.dtype)
+            if self.pad_empty and len(sweeps) < self.num_sweeps:
+                # padded copies of the keyframe keep their labels
+                pads = [mask] * (self.num_sweeps - len(sweeps))
+                n_sweep_pts = num_extra - len(mask) * len(pads)
+                pad = np.concatenate([np.full(n_sweep_pts, self.seg_ignore_index,
+                                              dtype=mask.dtype)] + pads)
+            sample["pts_semantic_mask"] = np.concatenate([mask, pad])
+        for key in ("pts_instance_mask",):
+            if sample.get(key) is not None and num_extra:
+                sample[key] = np.concatenate([sample[key], np.full(num_extra, -1,
+                                                                   sample[key].dtype)])
+        sample["points"] = merged
+        sample["num_sweeps_loaded"] = len(sweeps)
+        sample["num_dropped_sweep_points"] = int(dropped_total)
+        return sample
+
+
+def _camera_order(available: Sequence[str], channels: Sequence[str] | None) -> list[str]:
+    if channels is not None:
+        return list(channels)
+    known = [c for c in DEFAULT_CAMERA_ORDER if c in available]
+    return known + sorted(c for c in available if c not in DEFAULT_CAMERA_ORDER)
+
+
+@TRANSFORMS.register_module()
+class LoadImages(Transform):
+    """Load the sample's camera images and their calibration, in a fixed channel order.
+
+    Args:
+        channels: channel names to load, in this order; ``None`` loads every camera of
+            the sample in :data:`DEFAULT_CAMERA_ORDER` (others after, sorted).
+        to_float: images as float32 (values 0..255) instead of uint8.
+
+    Checks (each raises :class:`DataError` naming the image file, the sample token and
+    the camera): the image size equals the info's ``height`` x ``width``; ``cam2img`` is
+    3x3, 3x4 or 4x4 (padded to 4x4); ``lidar2cam`` is 4x4; a stored ``lidar2img`` is 4x4 and
+    equals ``cam2img @ lidar2cam``; all entries finite.
+    """
+
+    def __init__(self, channels: Sequence[str] | None = None, to_float: bool = False):
+        self.channels = None if channels is None else tuple(channels)
+        self.to_float = to_float
+
+    def transform(self, sample: dict) -> dict:
+        cams: Mapping[str, dict] = sample.get("cams", {}) or {}
+        token = sample.get("token", "?")
+        names = _camera_order(list(cams), self.channels)
+        images, paths, l2i, c2i, l2c, shapes = [], [], [], [], [], []
+        for name in names:
+            if name not in cams:
+                raise DataError(sample.get("lidar_path"), f"sample {token} has no camera "
+                                                          f"{name!r}; it has {sorted(cams)}")
+            cam = cams[name]
+            path = cam["path"]
+            where = f"sample {token} camera {name}"
+            cam2img = np.asarray(cam["cam2img"], dtype=np.float64)
+            if cam2img.shape not in ((3, 3), (3, 4), (4, 4)):
+                raise DataError(path, f"{where}: cam2img must be 3x3, 3x4 or 4x4, got shape "
+                                      f"{cam2img.shape}")
+            cam2img = pad_to_4x4(cam2img)
+            lidar2cam = np.asarray(cam["lidar2cam"], dtype=np.float64)
+            if lidar2cam.shape != (4, 4):
+                raise DataError(path, f"{where}: lidar2cam must be 4x4, got shape "
+                                      f"{lidar2cam.shape}")
+            lidar2img = cam2img @ lidar2cam
+            if cam.get("lidar2img") is not None:
+                stored = np.asarray(cam["lidar2img"], dtype=np.float64)
+                if stored.shape != (4, 4):
+                    raise DataError(path, f"{where}: lidar2img must be 4x4, got shape "
+                                          f"{stored.shape}")
+                scale = max(1.0, float(np.abs(lidar2img).max()))
+                if not np.allclose(stored, lidar2img, rtol=0, atol=1e-6 * scale):
+                    raise DataError(path, f"{where}: lidar2img differs from cam2img @ "
+                                          "lidar2cam (inconsistent calibration)")
+                lidar2img = stored
+            if not (np.isfinite(cam2img).all() and np.isfinite(lidar2cam).all()):
+                raise DataError(path, f"{where}: calibration has NaN or infinite entries")
+            img = load_image(path)
+            h, w = int(cam.get("height", img.shape[0])), int(cam.get("width", img.shape[1]))
+            if img.shape[:2] != (h, w):
+                raise DataError(path, f"{where}: image is {img.shape[0]}x{img.shape[1]} "
+                                      f"(HxW) but the info says {h}x{w}")
+            images.append(img.astype(np.float32) if self.to_float else img)
+            paths.append(path)
+            l2i.append(lidar2img)
+            c2i.append(cam2img)
+            l2c.append(lidar2cam)
+            shapes.append((h, w))
+        sample["images"] = images
+        sample["img_paths"] = paths
+        sample["cam_names"] = names
+        sample["lidar2img"] = np.asarray(l2i, dtype=np.float64).reshape(-1, 4, 4)
+        sample["cam2img"] = np.asarray(c2i, dtype=np.float64).reshape(-1, 4, 4)
+        sample["lidar2cam"] = np.asarray(l2c, dtype=np.float64).reshape(-1, 4, 4)
+        sample["img_shape"] = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+        return sample
+
+
+@TRANSFORMS.register_module()
+class LoadLidarsegLabels(Transform):
+    """Per-point semantic labels from a nuScenes-lidarseg ``.bin`` (uint8, one per raw
+    keyframe point) at ``sample["lidarseg_path"]``.
+
+    Must follow ``LoadPoints`` directly (before ``LoadSweeps`` and any filter): the file's
+    length is checked against the raw keyframe point count (``valid_point_mask``) and the
+    rows that ``LoadPoints`` dropped (NaN/inf) are dropped from the labels too.
+
+    Args:
+        label_mapping: optional lookup from raw label to training label (a sequence
+            indexed by raw label, or a dict; raw labels absent from a dict get
+            ``ignore_index``).
+        ignore_index: see ``label_mapping``.
+    """
+
+    def __init__(self, label_mapping: Sequence[int] | Mapping[int, int] | None = None,
+                 ignore_index: int = -1):
+        self.ignore_index = ignore_index
+        self.label_mapping = label_mapping
+        self._lut = None
+        if label_mapping is not None:
+            if isinstance(label_mapping, Mapping):
+                lut = np.full(256, ignore_index, dtype=np.int64)
+                for k, v in label_mapping.items():
+                    lut[int(k)] = int(v)
+            else:
+                lut = np.full(256, ignore_index, dtype=np.int64)
+                vals = np.asarray(label_mapping, dtype=np.int64)
+                lut[:len(vals)] = vals
+            self._lut = lut
+
+    def transform(self, sample: dict) -> dict:
+        path = sample.get("lidarseg_path")
+        if not path:
+            raise DataError(sample.get("lidar_path"), f"sample {sample.get('token', '?')} "
+                                                      "has no lidarseg_path (no labels)")
+        if not os.path.isfile(path):
+            raise DataFileNotFound(path, "lidarseg label file")
+        labels = np.fromfile(path, dtype=np.uint8)
+        valid = sample.get("valid_point_mask")
+        if valid is None:
+            raise ValueError("LoadLidarsegLabels needs LoadPoints first (valid_point_mask)")
+        if len(labels) != len(valid):
+            raise DataError(path, f"{len(labels)} labels but the point file "
+                                  f"{sample.get('lidar_path')} has {len(valid)} points")
+        if len(sample["points"]) != int(valid.sum()):
+            raise ValueError("LoadLidarsegLabels must come right after LoadPoints (points "
+                             "were already filtered or merged with sweeps)")
+        labels = labels[valid]
+        sample["pts_semantic_mask"] = (self._lut[labels] if self._lut is not None
+                                       else labels.astype(np.int64))
+        return sample
