@@ -95,7 +95,7 @@ def render_bev(points, boxes=None, point_colors=None, box_labels=None,
 
 
 def render_camera_points(image, points, lidar2img, min_depth: float = 1.0,
-                         max_depth: float = 60.0, radius: int = 1,
+                         max_depth: float = 60.0, radius: int = 2,
                          point_colors=None) -> np.ndarray:
     """The camera image with the points it sees drawn on it, coloured by depth.
 

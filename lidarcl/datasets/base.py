@@ -77,8 +77,6 @@ class InfoDataset(BaseDataset):
     def load_data_list(self) -> list[dict]:
         infos, meta = read_info_index(self.ann_file, dataset=self.DATASET_NAME or None)
         self.index_metadata = meta
-        if not infos:
-            raise DataError(self.ann_file, "info index holds no samples")
         return infos
 
     def filter_data(self) -> list[dict]:
@@ -89,10 +87,14 @@ class InfoDataset(BaseDataset):
             names = [self.NAME_MAPPING.get(n, n) for n in info["gt_names"]]
             if any(n in self.classes for n in names):
                 keep.append(info)
-        if not keep:
-            raise DataError(self.ann_file, f"no sample has a box of the classes {self.classes} "
-                                           "(filter_empty_gt=True)")
         return keep
+
+    def _serialize_data(self):
+        # mmengine's serialisation concatenates per-sample buffers and fails on an empty
+        # list (an empty split, or a class filter that keeps nothing): give an empty buffer.
+        if not self.data_list:
+            return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+        return super()._serialize_data()
 
     def parse_sample(self, info: dict, index: int) -> dict:
         """Turn one sample info into the sample dict documented in this module."""

@@ -35,7 +35,7 @@ def summarize_batches(loader, class_names, max_batches: int | None = None) -> di
             if "lidar2img" in batch:
                 lidar2img = _as_numpy(batch["lidar2img"][i])
                 img_shape = _as_numpy(batch["img_shape"][i])
-                for k, name in enumerate(batch["cam_names"][i]):
+                for k, name in enumerate(batch["meta"][i]["cam_names"]):
                     index, _, _ = points_to_image(sample_points, lidar2img[k], img_shape[k])
                     pairs_per_camera[name] += len(index)
         stats["samples"] += len(offsets)
