@@ -1,0 +1,66 @@
+"""Write lidarcl info indexes (JSON) from a raw dataset.
+
+    python tools/create_data.py nuscenes --root data/nuscenes --version v1.0-trainval \
+        --out data/nuscenes [--max-sweeps 10] [--prefix nuscenes]
+    python tools/create_data.py kitti --root data/kitti --out data/kitti
+
+The conversion logic lives in ``lidarcl.datasets.nuscenes_converter`` and
+``lidarcl.datasets.kitti_converter``; this file only parses arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _nuscenes(args) -> list[str]:
+    from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
+
+    return create_nuscenes_infos(args.root, args.version, args.out,
+                                 max_sweeps=args.max_sweeps, prefix=args.prefix)
+
+
+def _kitti(args) -> list[str]:
+    from lidarcl.datasets.kitti_converter import create_kitti_infos
+
+    return create_kitti_infos(args.root, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="dataset", required=True)
+
+    nus = sub.add_parser("nuscenes", help="nuScenes tables (or the generator's copy)")
+    nus.add_argument("--root", required=True, help="dataroot holding VERSION/*.json")
+    nus.add_argument("--version", required=True, help="table version, e.g. v1.0-trainval")
+    nus.add_argument("--out", required=True, help="output folder of the info indexes")
+    nus.add_argument("--max-sweeps", type=int, default=10,
+                     help="previous LiDAR sweeps per keyframe (default 10)")
+    nus.add_argument("--prefix", default="nuscenes", help="output file name prefix")
+    nus.set_defaults(func=_nuscenes)
+
+    kit = sub.add_parser("kitti", help="KITTI object detection (raw layout)")
+    kit.add_argument("--root", required=True, help="folder holding training/, ImageSets/")
+    kit.add_argument("--out", required=True, help="output folder of the info indexes")
+    kit.set_defaults(func=_kitti)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from lidarcl.errors import DataError
+
+    try:
+        written = args.func(args)
+    except DataError as exc:  # names the file and the problem; no traceback needed
+        print(f"create_data: {exc}", file=sys.stderr)
+        return 1
+    for path in written or []:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
