@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     version = "v1.0-synthetic"
     start = time.perf_counter()
     generate_dataset(data_root, scenes=args.scenes, keyframes=args.keyframes, seed=args.seed,
-                     image_size=tuple(args.image_size), version=version)
+                     image_size=tuple(args.image_size), version=version, overwrite=True)
     print(f"generated {args.scenes} scenes x {args.keyframes} keyframes in "
           f"{time.perf_counter() - start:.1f} s -> {data_root}")
 
