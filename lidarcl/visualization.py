@@ -8,6 +8,8 @@ up. Pixel ``(row, col)`` of a point ``(x, y)`` is
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
@@ -144,8 +146,6 @@ def save_sample_views(sample: dict, out_dir: str, prefix: str = "sample",
     ``lidar2img`` and ``cam_names`` (the output of the loading transforms).
     ``color_by`` is ``"height"``, ``"intensity"`` or ``"label"``.
     """
-    import os
-
     os.makedirs(out_dir, exist_ok=True)
     points = sample["points"]
     if color_by == "label":
@@ -186,7 +186,7 @@ def save_dataset_views(dataset: str, info_path: str, data_root: str, indices, ou
 
     register_all_modules()
     pipeline = [dict(type="LoadPoints", use_dims=None), dict(type="LoadImages")]
-    ds = DATASETS.build(dict(type=DATASET_TYPES[dataset], ann_file=info_path,
+    ds = DATASETS.build(dict(type=DATASET_TYPES[dataset], ann_file=os.path.abspath(info_path),
                              data_root=data_root, pipeline=pipeline, test_mode=True,
                              serialize_data=False))
     written = []

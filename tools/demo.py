@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     from lidarcl.visualization import save_dataset_views
 
     register_all_modules()
-    data_root = os.path.join(args.out, "data")
+    data_root = os.path.abspath(os.path.join(args.out, "data"))
     version = "v1.0-synthetic"
     start = time.perf_counter()
     generate_dataset(data_root, scenes=args.scenes, keyframes=args.keyframes, seed=args.seed,
