@@ -35,7 +35,10 @@ def main(argv=None) -> int:
     from lidarcl.registry import register_all_modules
     from lidarcl.visualization import save_dataset_views
 
+    from mmengine.runner import set_random_seed
+
     register_all_modules()
+    set_random_seed(args.seed)  # augmentation draws from the seeded global generators
     data_root = os.path.abspath(os.path.join(args.out, "data"))
     version = "v1.0-synthetic"
     start = time.perf_counter()
