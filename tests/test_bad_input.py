@@ -181,3 +181,20 @@ def test_lidarseg_after_filtering_is_refused(tmp_path):
     sample["points"] = sample["points"][:5]
     with pytest.raises(ValueError, match="right after LoadPoints"):
         LoadLidarsegLabels()(sample)
+
+
+def test_info_index_boxes_of_wrong_width_name_the_index(tmp_path):
+    from lidarcl.datasets.info_format import write_info_index
+    from lidarcl.datasets.kitti_dataset import KittiDataset
+
+    eye = np.eye(4).tolist()
+    info = {"token": "000001", "lidar_path": "velodyne/000001.bin", "num_point_features": 4,
+            "lidar2ego": eye, "ego2global": eye, "sweeps": [], "cams": {},
+            # 9 columns (velocity appended): was a bare numpy reshape error naming no file
+            "gt_boxes": [[float(v) for v in range(9)]], "gt_names": ["Car"]}
+    path = tmp_path / "kitti_infos_train.json"
+    write_info_index(path, [info], {"dataset": "kitti"})
+    ds = KittiDataset(ann_file=str(path), data_root=str(tmp_path), test_mode=True)
+    with pytest.raises(DataError, match=r"gt_boxes must be \(M, 7\)") as err:
+        ds.get_data_info(0)
+    assert str(path) in str(err.value)

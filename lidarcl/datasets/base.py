@@ -79,15 +79,18 @@ class InfoDataset(BaseDataset):
         self.index_metadata = meta
         return infos
 
+    def class_labels(self, gt_names) -> np.ndarray:
+        """Label of each dataset class name (through ``NAME_MAPPING``) in ``classes``;
+        -1 for names of other classes. The one place that decides which boxes are kept."""
+        mapped = (self.NAME_MAPPING.get(n, n) for n in gt_names)
+        return np.array([self.classes.index(n) if n in self.classes else -1 for n in mapped],
+                        dtype=np.int64)
+
     def filter_data(self) -> list[dict]:
         if self.test_mode or not self.filter_empty_gt:
             return self.data_list
-        keep = []
-        for info in self.data_list:
-            names = [self.NAME_MAPPING.get(n, n) for n in info["gt_names"]]
-            if any(n in self.classes for n in names):
-                keep.append(info)
-        return keep
+        return [info for info in self.data_list
+                if (self.class_labels(info["gt_names"]) >= 0).any()]
 
     def _serialize_data(self):
         # mmengine's serialisation concatenates per-sample buffers and fails on an empty
@@ -120,7 +123,12 @@ class InfoDataset(BaseDataset):
                      for name, cam in info.get("cams", {}).items()},
             "lidarseg_path": _abs(root, info.get("lidarseg_path")),
         }
-        boxes = np.asarray(info["gt_boxes"], dtype=np.float32).reshape(-1, 7)
+        boxes = np.asarray(info["gt_boxes"], dtype=np.float32)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 7)
+        if boxes.ndim != 2 or boxes.shape[1] != 7:
+            raise DataError(self.ann_file, f"sample {info['token']}: gt_boxes must be (M, 7) "
+                                           f"[x, y, z, l, w, h, yaw], got shape {boxes.shape}")
         names = np.asarray(info["gt_names"], dtype=object)
         velocity = np.asarray(info.get("gt_velocity", np.full((len(boxes), 2), np.nan)),
                               dtype=np.float32).reshape(-1, 2)
@@ -129,9 +137,7 @@ class InfoDataset(BaseDataset):
         if not (len(names) == len(boxes) == len(velocity) == len(num_pts)):
             raise DataError(self.ann_file, f"sample {info['token']}: box fields of different "
                                            "lengths")
-        mapped = [self.NAME_MAPPING.get(n, n) for n in names]
-        labels = np.array([self.classes.index(n) if n in self.classes else -1 for n in mapped],
-                          dtype=np.int64)
+        labels = self.class_labels(names)
         keep = labels >= 0
         sample.update(gt_boxes=boxes[keep], gt_velocity=velocity[keep], gt_names=names[keep],
                       gt_labels=labels[keep], num_lidar_pts=num_pts[keep])

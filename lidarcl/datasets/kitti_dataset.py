@@ -34,8 +34,7 @@ class KittiDataset(InfoDataset):
 
     def parse_sample(self, info: dict, index: int) -> dict:
         sample = super().parse_sample(info, index)
-        names = [self.NAME_MAPPING.get(n, n) for n in info["gt_names"]]
-        keep = np.array([n in self.classes for n in names], dtype=bool)
+        keep = self.class_labels(info["gt_names"]) >= 0
         extras = info.get("kitti", {})
         kitti = {"image_idx": extras.get("image_idx", info["token"])}
         for key, (dtype, shape) in _PER_BOX_EXTRAS.items():

@@ -129,8 +129,9 @@ def _cameras(nusc, sample: dict, lidar2global: np.ndarray) -> dict[str, dict[str
         sd = nusc.get("sample_data", token)
         cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
         if not cs.get("camera_intrinsic"):
-            raise DataError(None, f"calibrated_sensor {cs['token']} of {channel} has no "
-                                  "camera_intrinsic")
+            raise DataError(os.path.join(nusc.table_root, "calibrated_sensor.json"),
+                            f"calibrated_sensor {cs['token']} of {channel} has no "
+                            "camera_intrinsic")
         cam2ego = transform_from_pose(cs["translation"], cs["rotation"])
         ego2global_cam = _pose(nusc, "ego_pose", sd["ego_pose_token"])
         lidar2cam = inverse_rigid(cam2ego) @ inverse_rigid(ego2global_cam) @ lidar2global
@@ -193,7 +194,8 @@ def sample_info(nusc, sample: dict, max_sweeps: int = 10,
     """The info (info_format.py) of one nuScenes keyframe."""
     lidar_token = sample["data"].get(LIDAR_CHANNEL)
     if lidar_token is None:
-        raise DataError(None, f"sample {sample['token']} has no {LIDAR_CHANNEL} sample_data")
+        raise DataError(os.path.join(nusc.table_root, "sample.json"),
+                        f"sample {sample['token']} has no {LIDAR_CHANNEL} sample_data")
     lidar_sd = nusc.get("sample_data", lidar_token)
     lidar2ego = _pose(nusc, "calibrated_sensor", lidar_sd["calibrated_sensor_token"])
     ego2global = _pose(nusc, "ego_pose", lidar_sd["ego_pose_token"])

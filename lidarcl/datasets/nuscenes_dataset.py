@@ -17,11 +17,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from lidarcl.datasets.base import InfoDataset
+from lidarcl.datasets.nuscenes_converter import DETECTION_CLASSES
 from lidarcl.errors import DataError
 from lidarcl.registry import DATASETS
-
-DETECTION_CLASSES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier",
-                     "motorcycle", "bicycle", "pedestrian", "traffic_cone")
 
 # nuScenes category -> detection class (nuscenes.eval.detection.utils.category_to_detection_name)
 NUSCENES_NAME_MAPPING = {
@@ -149,14 +147,13 @@ class NuScenesDataset(InfoDataset):
 
     def parse_sample(self, info: dict, index: int) -> dict:
         sample = super().parse_sample(info, index)
-        names = [self.NAME_MAPPING.get(n, n) for n in info["gt_names"]]
-        keep = np.array([n in self.classes for n in names], dtype=bool)
+        keep = self.class_labels(info["gt_names"]) >= 0
         for key in ("gt_attributes", "instance_tokens"):
-            values = np.asarray(info.get(key) or [""] * len(names), dtype=object)
-            if len(values) != len(names):
+            values = np.asarray(info.get(key) or [""] * len(keep), dtype=object)
+            if len(values) != len(keep):
                 raise DataError(self.ann_file, f"sample {info['token']}: {key} has "
-                                               f"{len(values)} entries for {len(names)} boxes")
-            sample[key] = values[keep] if len(names) else values[:0]
+                                               f"{len(values)} entries for {len(keep)} boxes")
+            sample[key] = values[keep] if len(keep) else values[:0]
         if self.min_lidar_pts > 0:
             enough = sample["num_lidar_pts"] >= self.min_lidar_pts
             for key in ("gt_boxes", "gt_velocity", "gt_names", "gt_labels", "num_lidar_pts",
