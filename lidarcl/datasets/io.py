@@ -57,8 +57,10 @@ def _read_open3d(path: str) -> np.ndarray:
 
 
 def load_points(path: str | os.PathLike, num_features: int | None = None,
-                drop_nonfinite: bool = True) -> tuple[np.ndarray, int]:
-    """Load a point file; returns ``(points (N, C) float32, number of dropped points)``.
+                drop_nonfinite: bool = True, return_mask: bool = False):
+    """Load a point file; returns ``(points (N, C) float32, number of dropped points)``,
+    plus, with ``return_mask``, the mask of kept rows over the file's rows (so that
+    per-point labels stored beside the file can be dropped alike).
 
     ``num_features`` is required for ``.bin`` (the file has no header) and checked for
     ``.npy``. With ``drop_nonfinite`` points whose x, y or z is NaN or infinite are removed
@@ -86,7 +88,7 @@ def load_points(path: str | os.PathLike, num_features: int | None = None,
             raise DataError(path, f"{dropped} points have NaN or infinite coordinates")
         logger.warning("%s: dropped %d points with NaN or infinite coordinates", path, dropped)
         points = points[finite]
-    return points, dropped
+    return (points, dropped, finite) if return_mask else (points, dropped)
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

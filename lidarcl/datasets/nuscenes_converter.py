@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from lidarcl.datasets.info_format import write_info_index
+from lidarcl.datasets.nuscenes_constants import CAMERA_CHANNELS
 from lidarcl.errors import DataError
 from lidarcl.structures.boxes import yaw_from_matrix
 from lidarcl.structures.camera import pad_to_4x4
@@ -43,8 +44,6 @@ from lidarcl.structures.transforms import inverse_rigid, transform_from_pose
 logger = logging.getLogger(__name__)
 
 LIDAR_CHANNEL = "LIDAR_TOP"
-CAMERA_CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT",
-                   "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 NUM_POINT_FEATURES = 5  # x, y, z, intensity, ring index
 
 # the nuScenes detection classes, in the order of the official detection challenge

@@ -18,6 +18,7 @@ import numpy as np
 
 from lidarcl.datasets.base import InfoDataset
 from lidarcl.datasets.nuscenes_converter import DETECTION_CLASSES
+from lidarcl.datasets.nuscenes_constants import LIDARSEG_CATEGORIES
 from lidarcl.errors import DataError
 from lidarcl.registry import DATASETS
 
@@ -39,20 +40,6 @@ NUSCENES_NAME_MAPPING = {
     "vehicle.truck": "truck",
 }
 
-# the 32 nuScenes-lidarseg categories in the order of their label index (0 .. 31) in the
-# official release's category.json
-LIDARSEG_CATEGORIES = (
-    "noise", "animal", "human.pedestrian.adult", "human.pedestrian.child",
-    "human.pedestrian.construction_worker", "human.pedestrian.personal_mobility",
-    "human.pedestrian.police_officer", "human.pedestrian.stroller",
-    "human.pedestrian.wheelchair", "movable_object.barrier", "movable_object.debris",
-    "movable_object.pushable_pullable", "movable_object.trafficcone",
-    "static_object.bicycle_rack", "vehicle.bicycle", "vehicle.bus.bendy", "vehicle.bus.rigid",
-    "vehicle.car", "vehicle.construction", "vehicle.emergency.ambulance",
-    "vehicle.emergency.police", "vehicle.motorcycle", "vehicle.trailer", "vehicle.truck",
-    "flat.driveable_surface", "flat.other", "flat.sidewalk", "flat.terrain", "static.manmade",
-    "static.other", "static.vegetation", "vehicle.ego",
-)
 
 # the 16 lidarseg challenge classes; LidarsegClassMapper numbers them 1..16 (0 = ignore),
 # training labels here are their position 0..15

@@ -10,19 +10,10 @@ import hashlib
 
 import numpy as np
 
+from lidarcl.datasets.nuscenes_constants import CAMERA_CHANNELS, LIDARSEG_CATEGORIES  # noqa: F401
+
 # nuScenes-lidarseg categories with their official indices (category.json "index").
-CATEGORY_NAMES = (
-    "noise", "animal", "human.pedestrian.adult", "human.pedestrian.child",
-    "human.pedestrian.construction_worker", "human.pedestrian.personal_mobility",
-    "human.pedestrian.police_officer", "human.pedestrian.stroller",
-    "human.pedestrian.wheelchair", "movable_object.barrier", "movable_object.debris",
-    "movable_object.pushable_pullable", "movable_object.trafficcone",
-    "static_object.bicycle_rack", "vehicle.bicycle", "vehicle.bus.bendy", "vehicle.bus.rigid",
-    "vehicle.car", "vehicle.construction", "vehicle.emergency.ambulance",
-    "vehicle.emergency.police", "vehicle.motorcycle", "vehicle.trailer", "vehicle.truck",
-    "flat.driveable_surface", "flat.other", "flat.sidewalk", "flat.terrain", "static.manmade",
-    "static.other", "static.vegetation", "vehicle.ego",
-)
+CATEGORY_NAMES = LIDARSEG_CATEGORIES
 LABEL = {name: i for i, name in enumerate(CATEGORY_NAMES)}
 
 ATTRIBUTE_NAMES = (
@@ -49,8 +40,6 @@ LIDAR_AZIMUTH_STEPS = 1084
 LIDAR_MAX_RANGE = 70.0
 LIDAR_PERIOD_S = 0.05  # 20 Hz
 
-CAMERA_CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK",
-                   "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 NUSCENES_IMAGE_SIZE = (1600, 900)
 # channel: (translation, rotation [w, x, y, z], (fx, fy, cx, cy) at 1600x900,
 #           time offset from the lidar keyframe in seconds: the spinning lidar passes the

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from lidarcl.datasets.io import load_image, load_points
+from lidarcl.datasets.nuscenes_constants import CAMERA_CHANNELS
 from lidarcl.datasets.transforms.base import Transform
 from lidarcl.errors import DataError, DataFileNotFound
 from lidarcl.registry import TRANSFORMS
@@ -32,23 +33,7 @@ from lidarcl.structures.transforms import transform_points
 logger = logging.getLogger(__name__)
 
 # mmdetection3d's / the nuScenes devkit's camera order; other channels follow, sorted.
-DEFAULT_CAMERA_ORDER = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK",
-                        "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
-
-
-def _raw_finite_mask(path: str, num_features: int | None) -> np.ndarray:
-    """Finite-xyz mask over the raw rows of a point file (read again; only used when
-    ``load_points`` reported dropped points, which is rare)."""
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix == ".bin":
-        raw = np.fromfile(path, dtype=np.float32).reshape(-1, num_features)
-    elif suffix == ".npy":
-        raw = np.load(path, allow_pickle=False)
-    else:
-        import open3d as o3d
-
-        raw = np.asarray(o3d.io.read_point_cloud(path).points)
-    return np.isfinite(raw[:, :3]).all(1)
+DEFAULT_CAMERA_ORDER = CAMERA_CHANNELS
 
 
 def _check_dims(path: str, use_dims: Sequence[int] | None, num_cols: int) -> list[int]:
@@ -83,11 +68,8 @@ class LoadPoints(Transform):
     def transform(self, sample: dict) -> dict:
         path = sample["lidar_path"]
         nf = self.num_point_features or sample.get("num_point_features")
-        points, dropped = load_points(path, nf, drop_nonfinite=not self.strict)
-        if dropped:
-            valid = _raw_finite_mask(path, nf)
-        else:
-            valid = np.ones(len(points), dtype=bool)
+        points, dropped, valid = load_points(path, nf, drop_nonfinite=not self.strict,
+                                             return_mask=True)
         dims = _check_dims(path, self.use_dims, points.shape[1])
         sample["points"] = np.ascontiguousarray(points[:, dims], dtype=np.float32)
         sample["points_use_dims"] = tuple(dims)
