@@ -198,3 +198,10 @@ def test_info_index_boxes_of_wrong_width_name_the_index(tmp_path):
     with pytest.raises(DataError, match=r"gt_boxes must be \(M, 7\)") as err:
         ds.get_data_info(0)
     assert str(path) in str(err.value)
+
+
+def test_load_points_requires_xyz_first():
+    from lidarcl.datasets.transforms import LoadPoints
+
+    with pytest.raises(ValueError, match="x, y, z"):
+        LoadPoints(use_dims=(3, 0, 1, 2))

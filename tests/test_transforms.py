@@ -17,7 +17,7 @@ from lidarcl.datasets.transforms import (GlobalRotScaleTrans, LoadImages, LoadLi
                                          PointShuffle, PointsInCameraFOV, PointsRangeFilter,
                                          RandomFlip3D, apply_lidar_transform)
 from lidarcl.structures.boxes import points_in_boxes
-from lidarcl.structures.camera import project_points, visible_in_image
+from lidarcl.structures.camera import points_to_image, project_points, visible_in_image
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
 NUSC = REAL / "nuscenes"
@@ -391,7 +391,25 @@ def test_full_pipeline_from_config_real_frame():
         dict(type="lidarcl.PointsInCameraFOV"),
         dict(type="lidarcl.PackSample"),
     ])
-    out = pipeline(real_sample())
-    assert out["points"].shape[1] == 4 and len(out["points"]) > 1000
+    sample = real_sample()
+    out = pipeline(real_sample())   # the pipeline updates the dict's matrices in place
+    assert out["points"].shape[1] == 4
     assert out["images"].shape == (6, 3, 900, 1600)
-    assert len(out["gt_boxes"]) <= 69
+    # independent reference on the raw file: in range, and seen by at least one camera
+    # (the devkit's rule, with the unaugmented calibration: augmentation moves no pixel)
+    raw = np.fromfile(sample["lidar_path"], np.float32).reshape(-1, 5)
+    lo, hi = np.array([-54, -54, -5]), np.array([54, 54, 3])
+    raw = raw[((raw[:, :3] >= lo) & (raw[:, :3] < hi)).all(1)]
+    seen = np.zeros(len(raw), bool)
+    for cam in sample["cams"].values():
+        index, _, _ = points_to_image(raw, cam["lidar2img"], (cam["height"], cam["width"]))
+        seen[index] = True
+    assert len(out["points"]) == seen.sum() > 10000
+    # the augmented points are the reference points moved by the recorded matrix
+    aug = out["lidar_aug_matrix"].double().numpy()
+    expected = raw[seen, :3] @ aug[:3, :3].T + aug[:3, 3]
+    got = out["points"][:, :3].double().numpy()
+    np.testing.assert_allclose(np.sort(got, 0), np.sort(expected, 0), atol=1e-3)
+    boxes = np.array([b for b in sample["gt_boxes"]])
+    in_range = ((boxes[:, :2] >= lo[:2]) & (boxes[:, :2] < hi[:2])).all(1)
+    assert len(out["gt_boxes"]) == in_range.sum()

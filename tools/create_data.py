@@ -24,7 +24,7 @@ def _nuscenes(args) -> list[str]:
 def _kitti(args) -> list[str]:
     from lidarcl.datasets.kitti_converter import create_kitti_infos
 
-    return create_kitti_infos(args.root, args.out)
+    return create_kitti_infos(args.root, args.out, prefix=args.prefix)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     kit = sub.add_parser("kitti", help="KITTI object detection (raw layout)")
     kit.add_argument("--root", required=True, help="folder holding training/, ImageSets/")
     kit.add_argument("--out", required=True, help="output folder of the info indexes")
+    kit.add_argument("--prefix", default="kitti", help="output file name prefix")
     kit.set_defaults(func=_kitti)
     return parser
 

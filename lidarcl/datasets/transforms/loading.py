@@ -62,6 +62,9 @@ class LoadPoints(Transform):
     def __init__(self, use_dims: Sequence[int] | None = (0, 1, 2, 3), strict: bool = False,
                  num_point_features: int | None = None):
         self.use_dims = None if use_dims is None else tuple(int(d) for d in use_dims)
+        if self.use_dims is not None and self.use_dims[:3] != (0, 1, 2):
+            raise ValueError(f"LoadPoints: use_dims {list(self.use_dims)} must start with the "
+                             "x, y, z columns 0, 1, 2")
         self.strict = strict
         self.num_point_features = num_point_features
 
