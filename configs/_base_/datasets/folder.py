@@ -1,4 +1,6 @@
 # Unlabelled scans from a folder (.bin with num_point_features float32 columns, .pcd, .ply, .npy).
+_base_ = ["./loaders.py"]
+
 data_root = "data/scans/"
 point_cloud_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
 train_pipeline = [
@@ -10,11 +12,6 @@ train_pipeline = [
     dict(type="PackSample"),
 ]
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    collate_fn=dict(type="collate_samples"),
     dataset=dict(type="FolderDataset", data_root=data_root, num_point_features=4,
                  pipeline=train_pipeline),
 )

@@ -1,5 +1,7 @@
 # KITTI object detection, raw layout (velodyne, image_2, calib, label_2, ImageSets).
 #   python tools/create_data.py kitti --root data/kitti --out data/kitti
+_base_ = ["./loaders.py"]
+
 data_root = "data/kitti/"
 dataset_type = "KittiDataset"
 class_names = ["Pedestrian", "Cyclist", "Car"]
@@ -25,20 +27,10 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    collate_fn=dict(type="collate_samples"),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file="kitti_infos_train.json",
                  classes=class_names, pipeline=train_pipeline, filter_empty_gt=True),
 )
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="collate_samples"),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file="kitti_infos_val.json",
                  classes=class_names, pipeline=test_pipeline, test_mode=True),
 )

@@ -1,6 +1,8 @@
 # nuScenes LiDAR + six cameras, keyframe plus previous sweeps, 10 detection classes.
 # Write the info index first:
 #   python tools/create_data.py nuscenes --root data/nuscenes --version v1.0-trainval --out data/nuscenes
+_base_ = ["./loaders.py"]
+
 data_root = "data/nuscenes/"
 dataset_type = "NuScenesDataset"
 class_names = ["car", "truck", "construction_vehicle", "bus", "trailer", "barrier",
@@ -28,21 +30,11 @@ test_pipeline = [
 ]
 
 train_dataloader = dict(
-    batch_size=2,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
-    collate_fn=dict(type="collate_samples"),
     dataset=dict(type=dataset_type, data_root=data_root,
                  ann_file="nuscenes_infos_train.json", classes=class_names,
                  pipeline=train_pipeline, filter_empty_gt=False),
 )
 val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=False),
-    collate_fn=dict(type="collate_samples"),
     dataset=dict(type=dataset_type, data_root=data_root,
                  ann_file="nuscenes_infos_val.json", classes=class_names,
                  pipeline=test_pipeline, test_mode=True),
