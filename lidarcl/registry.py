@@ -4,7 +4,9 @@ This module imports nothing of lidarcl itself, so every other module can import 
 without creating an import circle. Components register themselves when their module is
 imported; :func:`register_all_modules` imports every module that registers something.
 """
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import FUNCTIONS as MMENGINE_FUNCTIONS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
@@ -16,6 +18,10 @@ TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope="lidarcl",
                       locations=["lidarcl.datasets.transforms"])
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope="lidarcl",
                   locations=["lidarcl.models"])
+# samplers and collate functions come from mmengine; these children let the Runner find
+# them from the lidarcl scope without a fallback warning
+DATA_SAMPLERS = Registry("data sampler", parent=MMENGINE_DATA_SAMPLERS, scope="lidarcl")
+FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope="lidarcl")
 METRICS = Registry("metric", parent=MMENGINE_METRICS, scope="lidarcl",
                    locations=["lidarcl.evaluation"])
 
