@@ -89,7 +89,8 @@ def test_generated_set_goes_through_create_data_and_config_into_batches(syntheti
     out = tmp_path / "infos"
     subprocess.run([sys.executable, str(REPO / "tools/create_data.py"), "nuscenes",
                     "--root", synthetic_root.dataroot, "--version", synthetic_root.version,
-                    "--out", str(out), "--max-sweeps", "1"], check=True)
+                    "--out", str(out), "--max-sweeps", "1", "--superpixels", "none"],
+                   check=True)
     nusc = NuScenes(version=synthetic_root.version, dataroot=synthetic_root.dataroot,
                     verbose=False)
     cfg = Config.fromfile(str(REPO / "configs/_base_/datasets/synthetic.py"))

@@ -66,7 +66,7 @@ def converted(tmp_path_factory):
         pytest.skip(f"real nuScenes frame not found at {NUS_ROOT}")
     out = tmp_path_factory.mktemp("nus_infos")
     assert _load_create_data().main(["nuscenes", "--root", str(NUS_ROOT), "--version", VERSION,
-                                     "--out", str(out)]) == 0
+                                     "--out", str(out), "--superpixels", "none"]) == 0
     paths = {split: out / f"nuscenes_infos_{split}.json" for split in ("train", "val")}
     infos, meta = read_info_index(paths["train"], dataset="nuscenes")
     assert len(infos) == 1 and infos[0]["token"] == SAMPLE_TOKEN
@@ -333,7 +333,8 @@ def test_synthetic_root_with_sweeps(request, tmp_path):
     root, version = synthetic
     create_data = _load_create_data()
     assert create_data.main(["nuscenes", "--root", str(root), "--version", version,
-                             "--out", str(tmp_path), "--max-sweeps", "2"]) == 0
+                             "--out", str(tmp_path), "--max-sweeps", "2",
+                             "--superpixels", "none"]) == 0  # superpixels: test_superpixels.py
     paths = sorted(tmp_path.glob("nuscenes_infos_*.json"))
     assert paths
     samples = []

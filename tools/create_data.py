@@ -4,27 +4,67 @@
         --out data/nuscenes [--max-sweeps 10] [--prefix nuscenes]
     python tools/create_data.py kitti --root data/kitti --out data/kitti
 
-The conversion logic lives in ``lidarcl.datasets.nuscenes_converter`` and
-``lidarcl.datasets.kitti_converter``; this file only parses arguments.
+Both also compute the SLIC superpixels of every camera image (SLidR's setting: 150
+segments, compactness 6, sigma 3) into ``<out>/superpixels/slic150/<token>_<CHANNEL>.png``
+and record them in the indexes; maps already there are kept, so a rerun only converts.
+``--superpixels none`` skips them, ``--superpixel-segments N`` changes the count,
+``--workers N`` sets the processes (about 1.5-2 s per 1600x900 image per process).
+
+The conversion logic lives in ``lidarcl.datasets.nuscenes_converter``,
+``lidarcl.datasets.kitti_converter`` and ``lidarcl.datasets.superpixels``; this file only
+parses arguments.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+
+
+def _superpixels(args, written: list[str]) -> list[str]:
+    if args.superpixels == "none":
+        return written
+    from lidarcl.datasets.superpixels import create_superpixels
+
+    for path in written:
+        create_superpixels(path, args.root, n_segments=args.superpixel_segments,
+                           method=args.superpixels, workers=args.workers,
+                           overwrite=args.overwrite_superpixels)
+    return written
 
 
 def _nuscenes(args) -> list[str]:
     from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
 
-    return create_nuscenes_infos(args.root, args.version, args.out,
-                                 max_sweeps=args.max_sweeps, prefix=args.prefix)
+    return _superpixels(args, create_nuscenes_infos(args.root, args.version, args.out,
+                                                    max_sweeps=args.max_sweeps,
+                                                    prefix=args.prefix))
 
 
 def _kitti(args) -> list[str]:
     from lidarcl.datasets.kitti_converter import create_kitti_infos
 
-    return create_kitti_infos(args.root, args.out, prefix=args.prefix)
+    return _superpixels(args, create_kitti_infos(args.root, args.out, prefix=args.prefix))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_superpixel_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--superpixels", choices=("none", "slic"), default="slic",
+                        help="superpixels of every camera image, cached in "
+                             "<out>/superpixels/ (default slic; none skips them)")
+    parser.add_argument("--superpixel-segments", type=_positive_int, default=150,
+                        help="SLIC segments per image (default 150, as SLidR)")
+    parser.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
+                        help="processes computing superpixels (default: all CPUs)")
+    parser.add_argument("--overwrite-superpixels", action="store_true",
+                        help="recompute superpixel maps that are already cached")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     nus.add_argument("--max-sweeps", type=int, default=10,
                      help="previous LiDAR sweeps per keyframe (default 10)")
     nus.add_argument("--prefix", default="nuscenes", help="output file name prefix")
+    _add_superpixel_args(nus)
     nus.set_defaults(func=_nuscenes)
 
     kit = sub.add_parser("kitti", help="KITTI object detection (raw layout)")
     kit.add_argument("--root", required=True, help="folder holding training/, ImageSets/")
     kit.add_argument("--out", required=True, help="output folder of the info indexes")
     kit.add_argument("--prefix", default="kitti", help="output file name prefix")
+    _add_superpixel_args(kit)
     kit.set_defaults(func=_kitti)
     return parser
 

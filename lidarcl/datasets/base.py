@@ -9,7 +9,9 @@ Sample dict keys produced here (before any transform)::
     num_point_features   float32 columns in that file
     sweeps               [{"path" (absolute), "timestamp", "time_lag", "sweep2lidar" (4, 4)}]
     cams                 {channel: {"path" (absolute), "height", "width", "timestamp",
-                                    "cam2img", "lidar2cam", "lidar2img" (4, 4) float64}}
+                                    "cam2img", "lidar2cam", "lidar2img" (4, 4) float64,
+                                    "superpixel_path" (absolute; only when the index has
+                                    superpixels, resolved against the index's folder)}}
     lidar2ego, ego2global  (4, 4) float64
     gt_boxes             (M, 7) float32 LiDAR-frame boxes (structures/boxes.py)
     gt_velocity          (M, 2) float32
@@ -102,6 +104,7 @@ class InfoDataset(BaseDataset):
     def parse_sample(self, info: dict, index: int) -> dict:
         """Turn one sample info into the sample dict documented in this module."""
         root = os.path.abspath(self.data_root or ".")
+        index_dir = os.path.dirname(os.path.abspath(self.ann_file))
         sample = {
             "sample_idx": index,
             "token": info["token"],
@@ -119,7 +122,9 @@ class InfoDataset(BaseDataset):
                        for s in info.get("sweeps", [])],
             "cams": {name: {**cam, "path": _abs(root, cam["path"]),
                             **{k: np.asarray(cam[k], dtype=np.float64)
-                               for k in ("cam2img", "lidar2cam", "lidar2img")}}
+                               for k in ("cam2img", "lidar2cam", "lidar2img")},
+                            **({"superpixel_path": _abs(index_dir, cam["superpixel_path"])}
+                               if cam.get("superpixel_path") else {})}
                      for name, cam in info.get("cams", {}).items()},
             "lidarseg_path": _abs(root, info.get("lidarseg_path")),
         }

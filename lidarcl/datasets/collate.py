@@ -8,8 +8,11 @@
                 i = 0); ``offsets[-1] == len(points)``
     batch_idx   (sum N_i,) int64: the sample index of every point
     <per-point keys of the samples' ``point_keys``>  concatenated like ``points``
-    gt_boxes, gt_velocity, gt_labels, images, lidar2img, cam2img, lidar2cam,
+    gt_boxes, gt_velocity, gt_labels, images, superpixels, lidar2img, cam2img, lidar2cam,
     img_shape, lidar_aug_matrix and any other key: a list with one entry per sample
+    (``images[i]`` (K, 3, H, W) and ``superpixels[i]`` (K, H, W) int64 of sample i, pixel
+    for pixel; ``torch.stack(batch["superpixels"])`` gives the (B, K, H, W) of
+    ``lidarcl.ops`` pooling when all samples have the same cameras)
     meta        list of the samples' ``meta`` dicts
     batch_size  B
 

@@ -8,11 +8,15 @@ File layout::
       "metadata": {"format": "lidarcl-info", "format_version": 1,
                    "dataset": "nuscenes" | "kitti", "version": "<dataset version>",
                    "data_root": "<root when written, informative only>",
-                   "classes": [<detection class names>], ...},
+                   "classes": [<detection class names>],
+                   "superpixels": {"method": "slic", "n_segments": 150, "compactness": 6.0,
+                                   "sigma": 3.0, "tag": "slic150", ...}  (only when
+                                   superpixels were computed), ...},
       "infos": [<sample info>, ...]
     }
 
-A sample info (all paths relative to the data root, matrices as nested lists, float64)::
+A sample info (all paths relative to the data root except ``superpixel_path``, matrices as
+nested lists, float64)::
 
     token             unique id of the sample (nuScenes sample token, KITTI frame id)
     timestamp         microseconds (nuScenes) or 0 (KITTI)
@@ -23,7 +27,13 @@ A sample info (all paths relative to the data root, matrices as nested lists, fl
                       newest first; empty for KITTI
     cams              {channel: {"path", "timestamp", "height", "width",
                                  "cam2img" 4x4 (intrinsics, KITTI: P2 padded),
-                                 "lidar2cam" 4x4, "lidar2img" 4x4 = cam2img @ lidar2cam}}
+                                 "lidar2cam" 4x4, "lidar2img" 4x4 = cam2img @ lidar2cam,
+                                 "superpixel_path" (optional)}}
+                      superpixel_path: the image's superpixel id map (PNG), relative to
+                      the folder of the info index itself (the maps are cached next to it,
+                      ``superpixels/<tag>/<token>_<CHANNEL>.png``; see
+                      ``lidarcl/datasets/superpixels.py``); absent when the index was
+                      written with ``--superpixels none``
     gt_boxes          (M, 7) LiDAR-frame boxes [x, y, z, l, w, h, yaw] (structures/boxes.py)
     gt_velocity       (M, 2) [vx, vy] in the LiDAR frame, m/s (null when unknown: the file
                       is strict JSON, NaN is written as null and read back as NaN)

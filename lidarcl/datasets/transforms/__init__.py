@@ -12,10 +12,10 @@ from lidarcl.datasets.transforms.filters import (ObjectMinPointsFilter, ObjectNa
                                                  PointsRangeFilter)
 from lidarcl.datasets.transforms.formatting import PackSample
 from lidarcl.datasets.transforms.loading import (LoadImages, LoadLidarsegLabels, LoadPoints,
-                                                 LoadSweeps)
+                                                 LoadSuperpixels, LoadSweeps)
 
 __all__ = [
-    "LoadPoints", "LoadSweeps", "LoadImages", "LoadLidarsegLabels",
+    "LoadPoints", "LoadSweeps", "LoadImages", "LoadSuperpixels", "LoadLidarsegLabels",
     "PointsRangeFilter", "ObjectRangeFilter", "ObjectNameFilter", "ObjectMinPointsFilter",
     "PointsInCameraFOV", "PointSample", "PointShuffle",
     "GlobalRotScaleTrans", "RandomFlip3D", "PointJitter", "PointDropout",

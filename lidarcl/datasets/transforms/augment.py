@@ -17,9 +17,9 @@ Conventions
       Translation does not change velocity;
     * cameras: every ``lidar2img`` and ``lidar2cam`` (the ``(K, 4, 4)`` arrays from
       ``LoadImages`` and the matrices in ``sample["cams"]``) becomes ``M @ inv(A)``, so a
-      point's pixel and depth are unchanged by augmentation; images and ``cam2img`` are
-      not touched. ``lidar2cam`` is then no longer rigid (it contains the inverse scale and
-      flip);
+      point's pixel and depth are unchanged by augmentation; images, superpixel maps
+      (``LoadSuperpixels``) and ``cam2img`` are not touched, so they stay aligned.
+      ``lidar2cam`` is then no longer rigid (it contains the inverse scale and flip);
     * ``lidar_aug_matrix`` (4x4, identity at load) becomes ``A @ lidar_aug_matrix``:
       augmented = ``lidar_aug_matrix @`` original. ``lidar2ego`` / ``ego2global`` are left
       as loaded; they refer to the original LiDAR frame (augmented to ego is

@@ -8,6 +8,8 @@ Packed sample (one dict, what :func:`lidarcl.datasets.collate.collate_samples` b
     gt_boxes (M, 7) float32, gt_velocity (M, 2) float32, gt_labels (M,) int64
     images               (K, 3, H, W) uint8 (float32 with LoadImages(to_float=True));
                          a list of (3, H, W) when the cameras differ in size
+    superpixels          (K, H, W) int64 superpixel ids, aligned with ``images``
+                         (``LoadSuperpixels``); a list of (H, W) when the cameras differ
     lidar2img, cam2img, lidar2cam  (K, 4, 4) float32; img_shape (K, 2) int64 (H, W)
     lidar_aug_matrix     (4, 4) float32 (identity when no augmentation ran)
     point_keys           tuple of the per-point keys packed
@@ -27,10 +29,11 @@ from lidarcl.datasets.transforms.base import Transform, point_keys
 from lidarcl.registry import TRANSFORMS
 
 DEFAULT_PACK_KEYS = ("points", "pts_semantic_mask", "pts_instance_mask", "gt_boxes",
-                     "gt_velocity", "gt_labels", "images", "lidar2img", "cam2img",
-                     "lidar2cam", "img_shape", "lidar_aug_matrix")
+                     "gt_velocity", "gt_labels", "images", "superpixels", "lidar2img",
+                     "cam2img", "lidar2cam", "img_shape", "lidar_aug_matrix")
 DEFAULT_META_KEYS = ("sample_idx", "token", "timestamp", "scene_token", "lidar_path",
-                     "img_paths", "cam_names", "gt_names", "num_dropped_points",
+                     "img_paths", "cam_names", "superpixel_paths", "gt_names",
+                     "num_dropped_points",
                      "lidar2ego", "ego2global", "pcd_rotation_angle", "pcd_scale_factor",
                      "pcd_trans", "pcd_horizontal_flip", "pcd_vertical_flip")
 
@@ -62,6 +65,19 @@ def _pack_images(images: Sequence[np.ndarray]):
     return chw
 
 
+def _pack_superpixels(maps):
+    """(K, H, W) array -> int64 tensor; a list of (H, W) maps -> one tensor when they
+    have one size (stacked like the images), else a list."""
+    if isinstance(maps, (np.ndarray, torch.Tensor)):
+        return to_tensor(maps).to(torch.int64)
+    tensors = [to_tensor(m).to(torch.int64) for m in maps]
+    if not tensors:
+        return torch.zeros((0, 0, 0), dtype=torch.int64)
+    if len({tuple(t.shape) for t in tensors}) == 1:
+        return torch.stack(tensors)
+    return tensors
+
+
 @TRANSFORMS.register_module()
 class PackSample(Transform):
     """Convert ``keys`` to tensors and gather ``meta_keys`` under ``meta``.
@@ -85,7 +101,12 @@ class PackSample(Transform):
             value = sample.get(key)
             if value is None:
                 continue
-            packed[key] = _pack_images(value) if key == "images" else to_tensor(value)
+            if key == "images":
+                packed[key] = _pack_images(value)
+            elif key == "superpixels":
+                packed[key] = _pack_superpixels(value)
+            else:
+                packed[key] = to_tensor(value)
         if "points" in packed and "lidar_aug_matrix" in self.keys \
                 and "lidar_aug_matrix" not in packed:
             packed["lidar_aug_matrix"] = torch.eye(4)

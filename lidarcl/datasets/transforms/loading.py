@@ -1,8 +1,9 @@
 """Loading transforms: keyframe points, sweeps, camera images, lidarseg labels.
 
 Order in a pipeline: ``LoadPoints`` -> ``LoadLidarsegLabels`` -> ``LoadSweeps`` ->
-``LoadImages`` -> filters / augmentations -> ``PackSample``. (``LoadImages`` may come
-anywhere: augmentations keep ``sample["cams"]`` matrices in step with the points.)
+``LoadImages`` -> ``LoadSuperpixels`` -> filters / augmentations -> ``PackSample``.
+(``LoadImages`` may come anywhere: augmentations keep ``sample["cams"]`` matrices in step
+with the points, and no augmentation moves image pixels, so superpixels stay aligned.)
 
 Keys added
     ``LoadPoints``: ``points`` (N, len(use_dims)) float32, ``points_use_dims``,
@@ -13,6 +14,9 @@ Keys added
     ``LoadImages``: ``images``, ``cam_names``, ``img_paths``, ``lidar2img`` /
     ``cam2img`` / ``lidar2cam`` (K, 4, 4) float64, ``img_shape`` (K, 2) int64 as (H, W).
     ``LoadLidarsegLabels``: ``pts_semantic_mask`` (N,) int64.
+    ``LoadSuperpixels``: ``superpixels`` (K, H, W) int64, one id map per image of
+    ``LoadImages`` in the same camera order (a list of (H, W) when the cameras differ in
+    size), ``superpixel_paths``.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import numpy as np
 
 from lidarcl.datasets.io import load_image, load_points
 from lidarcl.datasets.nuscenes_constants import CAMERA_CHANNELS
+from lidarcl.datasets.superpixels import SUPERPIXEL_KEY, load_superpixels
 from lidarcl.datasets.transforms.base import Transform
 from lidarcl.errors import DataError, DataFileNotFound
 from lidarcl.registry import TRANSFORMS
@@ -247,6 +252,61 @@ class LoadImages(Transform):
         sample["cam2img"] = np.asarray(c2i, dtype=np.float64).reshape(-1, 4, 4)
         sample["lidar2cam"] = np.asarray(l2c, dtype=np.float64).reshape(-1, 4, 4)
         sample["img_shape"] = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+        return sample
+
+
+@TRANSFORMS.register_module()
+class LoadSuperpixels(Transform):
+    """Load the cached superpixel map of every camera image (``lidarcl/datasets/
+    superpixels.py``; written by ``tools/create_data.py --superpixels slic``).
+
+    Camera order: with ``channels=None``, that of ``LoadImages`` when it ran before
+    (``sample["cam_names"]``), else :data:`DEFAULT_CAMERA_ORDER` (others after, sorted),
+    exactly as ``LoadImages`` orders them; explicit ``channels`` are used as given.
+
+    Adds ``superpixels``: ``(K, H, W)`` int64 ids (``0 .. S-1`` per image), or a list of
+    ``(H, W)`` when the cameras differ in size; ``superpixel_paths``.
+
+    Raises :class:`DataError` naming the file: a camera whose index entry has no
+    ``superpixel_path`` (names the image; the index was written without superpixels), a
+    missing, unreadable or wrongly typed map, a map of another size than the info's
+    ``height`` x ``width``.
+    """
+
+    def __init__(self, channels: Sequence[str] | None = None):
+        self.channels = None if channels is None else tuple(channels)
+
+    def transform(self, sample: dict) -> dict:
+        cams: Mapping[str, dict] = sample.get("cams", {}) or {}
+        token = sample.get("token", "?")
+        if self.channels is None and sample.get("cam_names") is not None:
+            names = list(sample["cam_names"])
+        else:
+            names = _camera_order(list(cams), self.channels)
+        maps, paths = [], []
+        for name in names:
+            if name not in cams:
+                raise DataError(sample.get("lidar_path"), f"sample {token} has no camera "
+                                                          f"{name!r}; it has {sorted(cams)}")
+            cam = cams[name]
+            path = cam.get(SUPERPIXEL_KEY)
+            if not path:
+                raise DataError(cam.get("path"), f"sample {token} camera {name}: the info "
+                                                 "index has no superpixel map for this image; "
+                                                 "run tools/create_data.py with "
+                                                 "--superpixels slic")
+            shape = None
+            if cam.get("height") is not None and cam.get("width") is not None:
+                shape = (int(cam["height"]), int(cam["width"]))
+            maps.append(load_superpixels(path, expected_shape=shape))
+            paths.append(path)
+        if maps and len({m.shape for m in maps}) == 1:
+            sample["superpixels"] = np.stack(maps)
+        elif maps:
+            sample["superpixels"] = maps
+        else:
+            sample["superpixels"] = np.zeros((0, 0, 0), dtype=np.int64)
+        sample["superpixel_paths"] = paths
         return sample
 
 
