@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.24,<2",  # nuscenes-devkit needs numpy < 2
     "pillow",
     "matplotlib",
+    "scikit-image",
 ]
 
 
@@ -38,13 +39,22 @@ def extension_modules():
     with_cuda = os.environ.get("LIDARCL_WITH_CUDA")
     use_cuda = (with_cuda == "1") or (with_cuda is None and torch.version.cuda is not None
                                       and CUDA_HOME is not None)
-    cxx = ["-O3", "-std=c++17"]
+    # -ffp-contract=off: no fused multiply-add, so the projection selects exactly the points
+    # of the pure-PyTorch reference (csrc/ops.h); -fopenmp: at::parallel_for is OpenMP here.
+    cxx = ["-O3", "-std=c++20", "-ffp-contract=off", "-fopenmp"]
+    link = ["-fopenmp"]
     if use_cuda and cuda:
         ext = CUDAExtension("lidarcl._C", cpp + cuda, define_macros=[("WITH_CUDA", None)],
-                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]})
+                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]},
+                            extra_link_args=link)
     else:
-        ext = CppExtension("lidarcl._C", cpp, extra_compile_args={"cxx": cxx})
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=False)}
+        ext = CppExtension("lidarcl._C", cpp, extra_compile_args={"cxx": cxx},
+                           extra_link_args=link)
+    import shutil
+
+    # ninja compiles the sources in parallel (tools/setup_env.sh installs it)
+    use_ninja = shutil.which("ninja") is not None
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=use_ninja)}
 
 
 ext_modules, cmdclass = extension_modules()

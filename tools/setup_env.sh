@@ -23,7 +23,7 @@ fi
 venv="${LIDARCL_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
-"${pip[@]}" setuptools wheel
+"${pip[@]}" setuptools wheel ninja  # ninja: parallel, incremental builds of lidarcl._C
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 # shellcheck disable=SC2086  (TORCH_SPEC may carry pip options)
 "${pip[@]}" ${TORCH_SPEC:-torch==2.13.0}

@@ -1,53 +1,251 @@
-"""Point-pixel correspondence ops (issue 3, in progress).
+"""Point-pixel correspondence ops: projection, visibility, pixel gather, region pooling,
+fused project + pool, and serialization codes.
 
-Each op has a pure-PyTorch reference here that the compiled kernels of ``lidarcl._C`` are
-tested against. Until the kernels land, the public functions run the reference and warn
-once per op (see ``_extension.py``).
+Each public function validates its arguments (errors name the argument and the problem),
+then runs the compiled kernel of ``lidarcl._C`` for the tensors' device: the C++ CPU
+kernels (``csrc/cpu``, multithreaded with ``at::parallel_for``, obeying
+``torch.set_num_threads``) or the CUDA kernels (``csrc/cuda``, when built with CUDA).
+Without a kernel for that device (extension not built, or a CUDA tensor and a CPU-only
+build, or half precision) it runs the pure-PyTorch reference of the same name with
+``_reference`` appended, after a one-time ``RuntimeWarning``. Kernels and references are
+tested against each other (``tests/test_ops_kernels.py``).
 """
-from lidarcl.ops._extension import kernel
-from lidarcl.ops.gather import gather_pixel_features_reference
-from lidarcl.ops.projection import (BatchedProjectionResult, ProjectionResult,
-                                    project_points_batched_reference,
-                                    project_points_reference, visibility_reference)
+from __future__ import annotations
+
+import torch
+
+from lidarcl.ops._extension import compiled, warn_reference_fallback
+from lidarcl.ops.gather import (feature_coordinates, gather_pixel_features_reference,
+                                validate_gather_args)
+from lidarcl.ops.pooling import (REDUCTIONS, ProjectPoolResult, RegionPoolResult,
+                                 project_pool_reference, region_pool_reference,
+                                 validate_project_pool_args, validate_region_pool_args)
+from lidarcl.ops.projection import (BatchedProjectionResult, ProjectionResult, _as_image_hw,
+                                    _check_matrices, _check_offsets, _check_points,
+                                    _check_scalars, _check_tensor, _check_float,
+                                    _compute_dtype, prepare_visibility,
+                                    project_points_batched_reference, project_points_reference,
+                                    visibility_reference)
+from lidarcl.ops.serialize import (SERIALIZATION_ORDERS, serialize_reference,
+                                   validate_serialize_args)
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
+def _kernels_for(op: str, device: torch.device, dtype: torch.dtype | None = None):
+    """``lidarcl._C`` if it has kernels for ``device`` (and ``dtype``), else ``None``
+    (after a one-time warning naming ``op``)."""
+    ext = compiled()
+    usable = ext is not None and (device.type == "cpu"
+                                  or (device.type == "cuda" and ext.with_cuda()))
+    if usable and dtype is not None and dtype not in _KERNEL_DTYPES:
+        usable = False
+    if not usable:
+        warn_reference_fallback(op)
+        return None
+    return ext
+
+
+# ------------------------------------------------------------------ projection
 def project_points(points, lidar2img, image_hw, min_depth: float = 1.0,
                    margin: float = 1.0) -> ProjectionResult:
     """(point, camera, u, v, depth) pairs of one sample, with nuscenes-devkit's rule
+    ``depth > min_depth``, ``margin < u < W - margin``, ``margin < v < H - margin``
     (see :func:`lidarcl.ops.projection.project_points_reference`)."""
-    fn = kernel("project_points", "project_points")
-    if fn is not None:
-        return ProjectionResult(*fn(points, lidar2img, image_hw, min_depth, margin))
-    return project_points_reference(points, lidar2img, image_hw, min_depth, margin)
+    _check_points(points)
+    _check_matrices(lidar2img, points)
+    image_hw = _as_image_hw(image_hw, points.device, (lidar2img.shape[0], 2))
+    _check_scalars(min_depth, margin)
+    ext = _kernels_for("project_points", points.device)
+    if ext is None:
+        return project_points_reference(points, lidar2img, image_hw, min_depth, margin)
+    dtype = _compute_dtype(points)
+    offsets = torch.tensor([points.shape[0]], dtype=torch.int64, device=points.device)
+    out = ext.project_points(points.to(dtype).contiguous(), offsets,
+                             lidar2img.to(dtype)[None].contiguous(),
+                             image_hw.to(dtype)[None].contiguous(), float(min_depth),
+                             float(margin))
+    return ProjectionResult(*out[:4])
 
 
 def project_points_batched(points, offsets, lidar2img, image_hw, min_depth: float = 1.0,
                            margin: float = 1.0) -> BatchedProjectionResult:
-    """Batched :func:`project_points` over points concatenated with ``offsets``."""
-    fn = kernel("project_points_batched", "project_points_batched")
-    if fn is not None:
-        return BatchedProjectionResult(*fn(points, offsets, lidar2img, image_hw, min_depth,
-                                           margin))
-    return project_points_batched_reference(points, offsets, lidar2img, image_hw, min_depth,
-                                            margin)
+    """Batched :func:`project_points` over points concatenated with ``offsets``
+    (see :func:`lidarcl.ops.projection.project_points_batched_reference`)."""
+    _check_points(points)
+    offsets = _check_offsets(offsets, points.shape[0], points.device)
+    _check_tensor("lidar2img", lidar2img)
+    _check_float("lidar2img", lidar2img)
+    batch = offsets.numel()
+    if lidar2img.device != points.device:
+        raise ValueError(f"lidar2img is on {lidar2img.device} but points are on {points.device}")
+    if lidar2img.dim() != 4 or tuple(lidar2img.shape[2:]) != (4, 4) \
+            or lidar2img.shape[0] != batch:
+        raise ValueError(f"lidar2img must have shape (B={batch}, K, 4, 4) with B the length of "
+                         f"offsets, got {tuple(lidar2img.shape)}")
+    image_hw = _as_image_hw(image_hw, points.device, (batch, lidar2img.shape[1], 2))
+    _check_scalars(min_depth, margin)
+    ext = _kernels_for("project_points_batched", points.device)
+    if ext is None:
+        return project_points_batched_reference(points, offsets, lidar2img, image_hw,
+                                                min_depth, margin)
+    dtype = _compute_dtype(points)
+    out = ext.project_points(points.to(dtype).contiguous(), offsets.contiguous(),
+                             lidar2img.to(dtype).contiguous(), image_hw.to(dtype).contiguous(),
+                             float(min_depth), float(margin))
+    return BatchedProjectionResult(*out)
 
 
 def visibility(result, image_hw, window: int = 1, depth_tolerance: float = 0.3,
-               relative_tolerance: float = 0.0):
-    """Depth-buffer mask over projection pairs (points hidden behind nearer points drop)."""
-    fn = kernel("visibility", "visibility")
-    if fn is not None:
-        return fn(result, image_hw, window, depth_tolerance, relative_tolerance)
-    return visibility_reference(result, image_hw, window, depth_tolerance, relative_tolerance)
+               relative_tolerance: float = 0.0) -> torch.Tensor:
+    """Depth-buffer mask over projection pairs: points hidden behind nearer points drop
+    (see :func:`lidarcl.ops.projection.visibility_reference`)."""
+    uv, depth, image, hw = prepare_visibility(result, image_hw, window, depth_tolerance,
+                                              relative_tolerance)
+    ext = _kernels_for("visibility", depth.device, depth.dtype)
+    if ext is None:
+        return visibility_reference(result, image_hw, window, depth_tolerance,
+                                    relative_tolerance)
+    return ext.visibility(uv.to(depth.dtype).contiguous(), depth.contiguous(),
+                          image.contiguous(), hw.contiguous(), int(window),
+                          float(depth_tolerance), float(relative_tolerance))
 
 
-def gather_pixel_features(features, image_index, uv, stride=1):
-    """Bilinear samples ``(M, C)`` of feature maps at the pairs' pixels."""
-    fn = kernel("gather_pixel_features", "gather_pixel_features")
-    if fn is not None:
-        return fn(features, image_index, uv, stride)
-    return gather_pixel_features_reference(features, image_index, uv, stride)
+# ------------------------------------------------------------------ pixel gather
+class _GatherPixels(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, image_index, coords):
+        ctx.save_for_backward(image_index, coords)
+        ctx.map_shape = (features.shape[0], features.shape[2], features.shape[3])
+        return compiled().gather_forward(features, image_index, coords)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        image_index, coords = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[0]:
+            grad = compiled().gather_backward(grad_out.contiguous(), image_index, coords,
+                                              *ctx.map_shape)
+        return grad, None, None
 
 
-__all__ = ["ProjectionResult", "BatchedProjectionResult", "project_points",
-           "project_points_batched", "visibility", "gather_pixel_features"]
+def gather_pixel_features(features, image_index, uv, stride=1) -> torch.Tensor:
+    """Bilinear samples ``(M, C)`` of feature maps ``(B*K, C, H', W')`` at the pairs' pixels
+    ``uv`` (input-image pixels, maps of the given stride), differentiable with respect to
+    the features (see :mod:`lidarcl.ops.gather` for the pixel-centre convention). When ``uv``
+    itself requires a gradient the reference runs (the kernels return none for ``uv``)."""
+    validate_gather_args(features, image_index, uv)
+    coords = feature_coordinates(uv, stride)
+    if uv.requires_grad:
+        return gather_pixel_features_reference(features, image_index, uv, stride)
+    ext = _kernels_for("gather_pixel_features", features.device, features.dtype)
+    if ext is None:
+        return gather_pixel_features_reference(features, image_index, uv, stride)
+    if image_index.numel() == 0:
+        return features.new_zeros((0, features.shape[1]))
+    return _GatherPixels.apply(features.contiguous(), image_index.contiguous(),
+                               coords.to(features.dtype).contiguous())
+
+
+# ------------------------------------------------------------------ region pooling
+class _RegionPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, region_ids, num_regions, reduce_code):
+        pooled, counts, argmax = compiled().region_pool_forward(features, region_ids,
+                                                                num_regions, reduce_code)
+        ctx.save_for_backward(region_ids, counts, argmax)
+        ctx.reduce_code = reduce_code
+        ctx.num_points = features.shape[0]
+        ctx.mark_non_differentiable(counts)
+        return pooled, counts
+
+    @staticmethod
+    def backward(ctx, grad_pooled, _grad_counts):
+        region_ids, counts, argmax = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[0]:
+            grad = compiled().region_pool_backward(grad_pooled.contiguous(), region_ids, counts,
+                                                   argmax, ctx.num_points, ctx.reduce_code)
+        return grad, None, None, None
+
+
+def region_pool(features, region_ids, num_regions: int, reduce: str = "mean"
+                ) -> RegionPoolResult:
+    """Pool feature rows ``(N, C)`` into ``num_regions`` regions by ``region_ids (N,)``
+    (``-1`` = none) with ``reduce`` in ``("mean", "max", "sum")``; differentiable. Empty
+    regions give zeros and ``counts == 0`` (see :mod:`lidarcl.ops.pooling`)."""
+    reduce_code = validate_region_pool_args(features, region_ids, num_regions, reduce)
+    ext = _kernels_for("region_pool", features.device, features.dtype)
+    if ext is None:
+        return region_pool_reference(features, region_ids, num_regions, reduce)
+    pooled, counts = _RegionPool.apply(features.contiguous(),
+                                       region_ids.to(torch.int64).contiguous(), num_regions,
+                                       reduce_code)
+    return RegionPoolResult(pooled, counts)
+
+
+class _ProjectPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, points, offsets, lidar2img, image_hw, superpixels,
+                num_superpixels, min_depth, margin):
+        pooled, counts, pair_point, pair_region = compiled().project_pool(
+            points, offsets, lidar2img, image_hw, superpixels, num_superpixels,
+            features.to(points.dtype), min_depth, margin)
+        ctx.save_for_backward(counts, pair_point, pair_region)
+        ctx.feature_shape = features.shape
+        ctx.mark_non_differentiable(counts, pair_point, pair_region)
+        return pooled.to(features.dtype), counts, pair_point, pair_region
+
+    @staticmethod
+    def backward(ctx, grad_pooled, *_unused):
+        counts, pair_point, pair_region = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[0]:
+            # adjoint of the mean: each pair sends grad[region] / count[region] to its point
+            share = grad_pooled / counts.clamp(min=1).to(grad_pooled.dtype)[:, None]
+            grad = grad_pooled.new_zeros(ctx.feature_shape).index_add_(
+                0, pair_point, share[pair_region])
+        return (grad,) + (None,) * 8
+
+
+def project_pool(points, offsets, lidar2img, image_hw, superpixels, num_superpixels: int,
+                 features, min_depth: float = 1.0, margin: float = 1.0) -> ProjectPoolResult:
+    """Fused projection + superpixel read + mean pooling of point features per superpixel
+    (SLidR's point-side pooling); differentiable with respect to ``features``
+    (see :func:`lidarcl.ops.pooling.project_pool_reference`)."""
+    ext = _kernels_for("project_pool", points.device, features.dtype)
+    offsets, image_hw, superpixels = validate_project_pool_args(
+        points, offsets, lidar2img, image_hw, superpixels, num_superpixels, features,
+        min_depth, margin, check_ids=ext is None or points.device.type != "cpu")
+    if ext is None:
+        return project_pool_reference(points, offsets, lidar2img, image_hw, superpixels,
+                                      num_superpixels, features, min_depth, margin)
+    dtype = _compute_dtype(points)
+    out = _ProjectPool.apply(features.contiguous(), points.to(dtype).contiguous(),
+                             offsets.contiguous(), lidar2img.to(dtype).contiguous(),
+                             image_hw.to(dtype).contiguous(), superpixels.contiguous(),
+                             num_superpixels, float(min_depth), float(margin))
+    return ProjectPoolResult(*out)
+
+
+# ------------------------------------------------------------------ serialization
+def serialize(coords, batch_index, order: str = "z", depth: int = 16) -> torch.Tensor:
+    """Space-filling-curve keys ``(batch << 3*depth) | code`` of integer voxel coordinates,
+    ``order`` in ``("z", "z-trans", "hilbert", "hilbert-trans")``
+    (see :mod:`lidarcl.ops.serialize`)."""
+    coords, batch_index, order_code = validate_serialize_args(coords, batch_index, order, depth)
+    ext = _kernels_for("serialize", coords.device)
+    if ext is None:
+        return serialize_reference(coords, batch_index, order, depth)
+    return ext.serialize(coords, batch_index, order_code, depth)
+
+
+__all__ = [
+    "ProjectionResult", "BatchedProjectionResult", "RegionPoolResult", "ProjectPoolResult",
+    "REDUCTIONS", "SERIALIZATION_ORDERS",
+    "project_points", "project_points_batched", "visibility", "gather_pixel_features",
+    "region_pool", "project_pool", "serialize",
+    "project_points_reference", "project_points_batched_reference", "visibility_reference",
+    "gather_pixel_features_reference", "region_pool_reference", "project_pool_reference",
+    "serialize_reference",
+]

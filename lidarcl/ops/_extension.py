@@ -22,12 +22,3 @@ def warn_reference_fallback(op: str) -> None:
                   "pure-PyTorch reference (slower); reinstall with "
                   "`pip install --no-build-isolation -e .` to build them", RuntimeWarning,
                   stacklevel=3)
-
-
-def kernel(op: str, kernel_name: str):
-    """The compiled function ``kernel_name`` or ``None`` (after warning once for ``op``)."""
-    ext = compiled()
-    fn = getattr(ext, kernel_name, None) if ext is not None else None
-    if fn is None:
-        warn_reference_fallback(op)
-    return fn

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["gather_pixel_features_reference", "feature_coordinates"]
+__all__ = ["gather_pixel_features_reference", "feature_coordinates", "validate_gather_args"]
 
 
 def _stride_pair(stride) -> tuple[float, float]:
@@ -42,20 +42,8 @@ def feature_coordinates(uv: torch.Tensor, stride) -> torch.Tensor:
     return (uv + 0.5) / scale - 0.5
 
 
-def gather_pixel_features_reference(features: torch.Tensor, image_index: torch.Tensor,
-                                    uv: torch.Tensor, stride=1) -> torch.Tensor:
-    """Bilinear features at pixel positions of given feature maps.
-
-    Args:
-        features: ``(B * K, C, H', W')`` floating feature maps (one per image).
-        image_index: ``(M,)`` int64, which feature map each pair reads (for a batched
-            projection: ``batch_index * K + camera_index``).
-        uv: ``(M, 2)`` floating pixel (x, y) in input-image pixels.
-        stride: the maps' stride in input pixels, an int/float or ``(sy, sx)``.
-
-    Returns:
-        ``(M, C)`` in the features' dtype.
-    """
+def validate_gather_args(features, image_index, uv) -> None:
+    """Argument checks of :func:`gather_pixel_features_reference` (shared with the kernels)."""
     if not isinstance(features, torch.Tensor):
         raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
     if not isinstance(image_index, torch.Tensor):
@@ -78,7 +66,7 @@ def gather_pixel_features_reference(features: torch.Tensor, image_index: torch.T
     for name, t in (("image_index", image_index), ("uv", uv)):
         if t.device != features.device:
             raise ValueError(f"{name} is on {t.device} but features are on {features.device}")
-    num_maps, channels, height, width = features.shape
+    num_maps, _, height, width = features.shape
     if image_index.numel() and (int(image_index.min()) < 0
                                 or int(image_index.max()) >= num_maps):
         raise ValueError(f"image_index must lie in [0, {num_maps}) (the number of feature "
@@ -86,6 +74,24 @@ def gather_pixel_features_reference(features: torch.Tensor, image_index: torch.T
                          f"{int(image_index.max())}]")
     if image_index.numel() and (height == 0 or width == 0):
         raise ValueError(f"features have an empty spatial size {(height, width)}")
+
+
+def gather_pixel_features_reference(features: torch.Tensor, image_index: torch.Tensor,
+                                    uv: torch.Tensor, stride=1) -> torch.Tensor:
+    """Bilinear features at pixel positions of given feature maps.
+
+    Args:
+        features: ``(B * K, C, H', W')`` floating feature maps (one per image).
+        image_index: ``(M,)`` int64, which feature map each pair reads (for a batched
+            projection: ``batch_index * K + camera_index``).
+        uv: ``(M, 2)`` floating pixel (x, y) in input-image pixels.
+        stride: the maps' stride in input pixels, an int/float or ``(sy, sx)``.
+
+    Returns:
+        ``(M, C)`` in the features' dtype.
+    """
+    validate_gather_args(features, image_index, uv)
+    num_maps, channels, height, width = features.shape
     if image_index.numel() == 0:
         return features.new_zeros((0, channels))
 

@@ -14,6 +14,9 @@ Conventions
 * Selection is nuscenes-devkit's ``map_pointcloud_to_image`` rule, strict inequalities:
   ``depth > min_depth`` and ``margin < u < W - margin`` and ``margin < v < H - margin``.
   Points with non-finite coordinates never pass it.
+* Arithmetic: ``c_i = ((x*m_i0 + y*m_i1) + z*m_i2) + m_i3``, each operation rounded in
+  the compute dtype (see ``csrc/ops.h``), ``depth = c_2``, ``u = c_0 / c_2``,
+  ``v = c_1 / c_2``.
 * Precision: float64 points are projected with the matrix in float64; float32 points with
   the matrix cast to float32 (the kernels' precision); other floating dtypes (half,
   bfloat16) are computed in float32. ``uv`` and ``depth`` come back in that compute dtype.
@@ -29,7 +32,7 @@ import torch
 
 __all__ = [
     "ProjectionResult", "BatchedProjectionResult", "project_points_reference",
-    "project_points_batched_reference", "visibility_reference",
+    "project_points_batched_reference", "visibility_reference", "prepare_visibility",
 ]
 
 
@@ -125,11 +128,18 @@ def _project(points: torch.Tensor, lidar2img: torch.Tensor, image_hw: torch.Tens
         empty = torch.zeros(0, dtype=torch.int64, device=device)
         return ProjectionResult(empty, empty.clone(), torch.zeros(0, 2, dtype=dtype, device=device),
                                 torch.zeros(0, dtype=dtype, device=device))
-    # (K, N, 3): rotation + translation of the first three rows
-    cam = torch.einsum("kij,nj->kni", mat[:, :3, :3], xyz) + mat[:, None, :3, 3]
-    depth = cam[..., 2]
-    u = cam[..., 0] / depth
-    v = cam[..., 1] / depth
+    # camera coordinates (K, N) per row i, as ((x*m_i0 + y*m_i1) + z*m_i2) + m_i3 with every
+    # product and sum rounded separately (no BLAS, no fused multiply-add): the compiled
+    # kernels evaluate the same expression, so their selections match bit for bit.
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+
+    def row(i: int) -> torch.Tensor:
+        m = mat[:, i, :, None]  # (K, 4, 1)
+        return ((x * m[:, 0] + y * m[:, 1]) + z * m[:, 2]) + m[:, 3]
+
+    depth = row(2)
+    u = row(0) / depth
+    v = row(1) / depth
     height = hw[:, 0:1]
     width = hw[:, 1:2]
     keep = ((depth > min_depth) & (u > margin) & (u < width - margin)
@@ -235,29 +245,11 @@ def project_points_batched_reference(points: torch.Tensor, offsets: torch.Tensor
 
 
 # ------------------------------------------------------------------ visibility
-def visibility_reference(result, image_hw, window: int = 1, depth_tolerance: float = 0.3,
-                         relative_tolerance: float = 0.0) -> torch.Tensor:
-    """Depth-buffer occlusion test of projection pairs, per camera.
+def prepare_visibility(result, image_hw, window: int, depth_tolerance: float,
+                       relative_tolerance: float):
+    """Validate the arguments of :func:`visibility_reference` (shared with the kernels).
 
-    Each pair sits on the integer pixel ``(floor(v), floor(u))`` (clamped into the image).
-    A per-camera depth image holds the minimum depth of the pairs on each pixel
-    (``scatter_reduce`` ``amin``); its minimum over the ``(2 * window + 1)^2`` neighbourhood
-    of a pair's pixel is ``z_min``, and the pair is kept iff
-    ``depth <= z_min + depth_tolerance + relative_tolerance * z_min``. The tolerance is
-    absolute (metres, default 0.3) plus an optional part relative to ``z_min``. A pair always
-    sees itself, so the nearest pair of every neighbourhood is kept.
-
-    Args:
-        result: a :class:`ProjectionResult` (cameras ``image_hw (K, 2)``) or a
-            :class:`BatchedProjectionResult` (``image_hw (B, K, 2)``; cameras of different
-            samples never occlude each other).
-        image_hw: image sizes as (height, width), shaped as above.
-        window: neighbourhood half-size in pixels (``0``: the pixel alone).
-        depth_tolerance: absolute tolerance (>= 0, may be ``inf``).
-        relative_tolerance: tolerance as a fraction of ``z_min`` (>= 0).
-
-    Returns:
-        ``(M,)`` bool mask over the pairs, True = visible.
+    Returns ``(uv (M, 2), depth (M,), image (M,) int64 flat image index, hw (I, 2) int64)``.
     """
     if not isinstance(result, (ProjectionResult, BatchedProjectionResult)):
         raise TypeError("result must be a ProjectionResult or BatchedProjectionResult, got "
@@ -283,15 +275,46 @@ def visibility_reference(result, image_hw, window: int = 1, depth_tolerance: flo
         raise ValueError(f"image_hw must have shape (K, 2), got {tuple(image_hw.shape)}")
     hw = image_hw.reshape(-1, 2).to(torch.int64)
     num_images = hw.shape[0]
+    image = result.batch_index * image_hw.shape[1] + cam if batched else cam
+    if depth.numel():
+        if int(image.min()) < 0 or int(image.max()) >= num_images:
+            raise ValueError(f"result refers to camera images outside image_hw (shape "
+                             f"{tuple(image_hw.shape)})")
+        if int(hw.min()) <= 0:
+            raise ValueError(f"image_hw sizes must be positive, got {image_hw.tolist()}")
+    return uv, depth, image, hw
+
+
+def visibility_reference(result, image_hw, window: int = 1, depth_tolerance: float = 0.3,
+                         relative_tolerance: float = 0.0) -> torch.Tensor:
+    """Depth-buffer occlusion test of projection pairs, per camera.
+
+    Each pair sits on the integer pixel ``(floor(v), floor(u))`` (clamped into the image).
+    A per-camera depth image holds the minimum depth of the pairs on each pixel
+    (``scatter_reduce`` ``amin``); its minimum over the ``(2 * window + 1)^2`` neighbourhood
+    of a pair's pixel is ``z_min``, and the pair is kept iff
+    ``depth <= z_min + depth_tolerance + relative_tolerance * z_min``. The tolerance is
+    absolute (metres, default 0.3) plus an optional part relative to ``z_min``. A pair always
+    sees itself, so the nearest pair of every neighbourhood is kept.
+
+    Args:
+        result: a :class:`ProjectionResult` (cameras ``image_hw (K, 2)``) or a
+            :class:`BatchedProjectionResult` (``image_hw (B, K, 2)``; cameras of different
+            samples never occlude each other).
+        image_hw: image sizes as (height, width), shaped as above.
+        window: neighbourhood half-size in pixels (``0``: the pixel alone).
+        depth_tolerance: absolute tolerance (>= 0, may be ``inf``).
+        relative_tolerance: tolerance as a fraction of ``z_min`` (>= 0).
+
+    Returns:
+        ``(M,)`` bool mask over the pairs, True = visible.
+    """
+    uv, depth, image, hw = prepare_visibility(result, image_hw, window, depth_tolerance,
+                                              relative_tolerance)
+    device = depth.device
+    num_images = hw.shape[0]
     if depth.numel() == 0:
         return torch.zeros(0, dtype=torch.bool, device=device)
-    if batched:
-        image = result.batch_index * image_hw.shape[1] + cam
-    else:
-        image = cam
-    if int(image.min()) < 0 or int(image.max()) >= num_images:
-        raise ValueError(f"result refers to camera images outside image_hw (shape "
-                         f"{tuple(image_hw.shape)})")
     height = hw[image, 0]
     width = hw[image, 1]
     x = torch.minimum(torch.floor(uv[:, 0]).to(torch.int64).clamp(min=0), width - 1)

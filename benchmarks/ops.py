@@ -1,0 +1,290 @@
+"""Speed of the point-pixel kernels (``lidarcl.ops``) against their pure-PyTorch references
+and nuscenes-devkit's numpy path, on the real nuScenes keyframe and a 10-sweep
+accumulation, at 1 and 2 CPU threads (and on a GPU when one is present).
+
+Run through ``python tools/benchmark.py ops``. Workloads:
+
+* ``real``: the keyframe of ``../shared/data/real/nuscenes`` (34,688 points, 6 cameras at
+  1600x900) with SLIC superpixels (scikit-image, 150 segments, SLidR's parameters)
+  computed on its six images.
+* ``10sweep``: the keyframe and 9 copies moved by the ego motion of a car driving at
+  10 m/s and turning at 0.1 rad/s, 0.05 s apart (as 20 Hz sweeps accumulated into the
+  keyframe's LiDAR frame are): 346,880 points. The data set has no real sweeps of this
+  frame; the points' layout (and so the work per call) is that of a real accumulation.
+
+Ops timed (median wall time per call):
+
+* ``projection``: all (point, camera) pairs; devkit column: its numpy path per camera
+  (``LidarPointCloud.rotate/translate`` through ego and global frames, ``view_points``,
+  the same masks), as ``NuScenesExplorer.map_pointcloud_to_image`` runs it, minus file I/O.
+* ``visibility``: depth-buffer test on those pairs (window 1, tolerance 0.3 m).
+* ``gather``: bilinear read of 64-channel stride-4 feature maps at every pair.
+* ``point pool``: mean of 64-channel point features per superpixel of the pairs
+  (kernel: the fused ``project_pool``; reference: projection + superpixel read +
+  ``region_pool_reference``).
+* ``pixel pool``: mean of the 64-channel stride-4 pixel features per superpixel.
+* ``serialize``: Hilbert keys of the points voxelised at 0.1 m.
+* ``projection + pooling``: projection plus point pooling plus pixel pooling, the
+  correspondence work of one SLidR step (the issue's target: kernel >= 5x reference at
+  2 threads).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real/nuscenes"
+CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT",
+            "CAM_BACK_RIGHT")
+CHANNELS_FEAT = 64
+FEATURE_STRIDE = 4
+
+
+def timed(fn, device: str, min_time: float = 0.5, max_repeats: int = 50,
+          min_repeats: int = 3) -> float:
+    """Median seconds per call of ``fn`` after one warm-up call."""
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+    fn()
+    sync()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or (time.perf_counter() - start < min_time
+                                       and len(times) < max_repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# ------------------------------------------------------------------ workloads
+def load_real_frame(data_root: Path, work_dir: Path):
+    """Points, calibration, images and the devkit transform chain of the real keyframe."""
+    from nuscenes.nuscenes import NuScenes
+    from pyquaternion import Quaternion
+
+    from lidarcl.datasets.info_format import read_info_index
+    from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
+
+    frame = json.loads((data_root / "frame.json").read_text())
+    points = np.fromfile(data_root / frame["lidar_file"], dtype=np.float32).reshape(-1, 5)
+    paths = create_nuscenes_infos(str(data_root), "v1.0-mini", str(work_dir))
+    infos = []
+    for path in paths:
+        infos += read_info_index(path, dataset="nuscenes")[0]
+    info = next(i for i in infos if i["token"] == frame["sample_token"])
+    lidar2img = np.stack([np.array(info["cams"][ch]["lidar2img"]) for ch in CHANNELS])
+    image_hw = np.array([(info["cams"][ch]["height"], info["cams"][ch]["width"])
+                         for ch in CHANNELS])
+    images = [str(data_root / info["cams"][ch]["path"]) for ch in CHANNELS]
+
+    nusc = NuScenes(version="v1.0-mini", dataroot=str(data_root), verbose=False)
+    lidar_sd = nusc.get("sample_data", info["nuscenes"]["lidar_token"])
+
+    def pose(record):
+        return Quaternion(record["rotation"]).rotation_matrix, np.array(record["translation"])
+
+    chains = []
+    for ch in CHANNELS:
+        cam_sd = nusc.get("sample_data", info["cams"][ch]["sample_data_token"])
+        cam_cs = nusc.get("calibrated_sensor", cam_sd["calibrated_sensor_token"])
+        chains.append({
+            "lidar2ego": pose(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"])),
+            "ego2global": pose(nusc.get("ego_pose", lidar_sd["ego_pose_token"])),
+            "cam_ego2global": pose(nusc.get("ego_pose", cam_sd["ego_pose_token"])),
+            "cam2ego": pose(cam_cs),
+            "intrinsic": np.array(cam_cs["camera_intrinsic"]),
+        })
+    return points, lidar2img, image_hw, images, chains
+
+
+def accumulate_sweeps(points: np.ndarray, sweeps: int = 10, speed: float = 10.0,
+                      yaw_rate: float = 0.1, dt: float = 0.05) -> np.ndarray:
+    """The keyframe plus ``sweeps - 1`` copies moved by past ego poses (see module doc)."""
+    out = [points]
+    for i in range(1, sweeps):
+        t = i * dt
+        yaw = -yaw_rate * t
+        c, s = np.cos(yaw), np.sin(yaw)
+        moved = points.copy()
+        x, y = points[:, 0], points[:, 1]
+        # LIDAR_TOP's forward axis is +y: the past sweep sat speed*t behind
+        moved[:, 0] = c * x - s * y
+        moved[:, 1] = s * x + c * y - speed * t
+        out.append(moved)
+    return np.concatenate(out).astype(np.float32)
+
+
+def superpixel_maps(images: list[str]) -> torch.Tensor:
+    from PIL import Image
+
+    from lidarcl.datasets.superpixels import compute_slic
+
+    maps = [compute_slic(np.asarray(Image.open(p).convert("RGB"))) for p in images]
+    return torch.from_numpy(np.stack(maps).astype(np.int64))[None]  # (1, K, H, W)
+
+
+# ------------------------------------------------------------------ devkit numpy path
+def devkit_projection(points: np.ndarray, chains, min_dist: float = 1.0):
+    """nuscenes-devkit's map_pointcloud_to_image arithmetic per camera (no file I/O)."""
+    from nuscenes.utils.data_classes import LidarPointCloud
+    from nuscenes.utils.geometry_utils import view_points
+
+    out = []
+    for chain in chains:
+        pc = LidarPointCloud(points[:, :4].T.copy())  # x, y, z, intensity as from_file
+        rot, trans = chain["lidar2ego"]
+        pc.rotate(rot)
+        pc.translate(trans)
+        rot, trans = chain["ego2global"]
+        pc.rotate(rot)
+        pc.translate(trans)
+        rot, trans = chain["cam_ego2global"]
+        pc.translate(-trans)
+        pc.rotate(rot.T)
+        rot, trans = chain["cam2ego"]
+        pc.translate(-trans)
+        pc.rotate(rot.T)
+        depths = pc.points[2, :]
+        uv = view_points(pc.points[:3, :], chain["intrinsic"], normalize=True)
+        mask = (depths > min_dist) & (uv[0] > 1) & (uv[0] < 1600 - 1) & (uv[1] > 1) \
+            & (uv[1] < 900 - 1)
+        out.append((np.nonzero(mask)[0], uv[:2, mask], depths[mask]))
+    return out
+
+
+# ------------------------------------------------------------------ the table
+def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, superpixels,
+                 chains, threads: list[int], device: str, with_devkit: bool):
+    import lidarcl.ops as ops
+
+    dev = torch.device(device)
+    points = torch.from_numpy(points_np).to(dev)
+    lidar2img = torch.from_numpy(lidar2img_np).float().to(dev)
+    image_hw = torch.from_numpy(image_hw_np).to(dev)
+    offsets = torch.tensor([len(points)], device=dev)
+    mats_b, hw_b = lidar2img[None], image_hw[None]
+    sp = superpixels.to(dev)
+    num_sp = int(sp.max()) + 1
+    gen = torch.Generator().manual_seed(0)
+    point_feats = torch.randn(len(points), CHANNELS_FEAT, generator=gen).to(dev)
+    fh, fw = 900 // FEATURE_STRIDE, 1600 // FEATURE_STRIDE
+    pixel_maps = torch.randn(len(CHANNELS), CHANNELS_FEAT, fh, fw, generator=gen).to(dev)
+    sp_small = sp[0, :, FEATURE_STRIDE // 2::FEATURE_STRIDE, FEATURE_STRIDE // 2::FEATURE_STRIDE]
+    pixel_rows = pixel_maps.permute(0, 2, 3, 1).reshape(-1, CHANNELS_FEAT).contiguous()
+    pixel_region = (torch.arange(len(CHANNELS), device=dev)[:, None, None] * num_sp
+                    + sp_small).reshape(-1)
+    num_regions = len(CHANNELS) * num_sp
+    voxels = torch.floor((points[:, :3] - points[:, :3].min(0).values) / 0.1).long()
+    voxel_batch = torch.zeros(len(points), dtype=torch.int64, device=dev)
+    res = ops.project_points_batched(points, offsets, mats_b, hw_b)
+    image_index = res.batch_index * len(CHANNELS) + res.camera_index
+
+    def ref_point_pool():
+        r = ops.project_points_batched_reference(points, offsets, mats_b, hw_b)
+        x = torch.floor(r.uv[:, 0]).long().clamp(0, 1599)
+        y = torch.floor(r.uv[:, 1]).long().clamp(0, 899)
+        ids = sp[r.batch_index, r.camera_index, y, x]
+        region = r.camera_index * num_sp + ids
+        return ops.region_pool_reference(point_feats[r.point_index], region, num_regions)
+
+    rows = {
+        "projection": (lambda: ops.project_points_batched(points, offsets, mats_b, hw_b),
+                       lambda: ops.project_points_batched_reference(points, offsets, mats_b,
+                                                                    hw_b)),
+        "visibility": (lambda: ops.visibility(res, hw_b), lambda: ops.visibility_reference(
+            res, hw_b)),
+        "gather": (lambda: ops.gather_pixel_features(pixel_maps, image_index, res.uv,
+                                                     FEATURE_STRIDE),
+                   lambda: ops.gather_pixel_features_reference(pixel_maps, image_index, res.uv,
+                                                               FEATURE_STRIDE)),
+        "point pool": (lambda: ops.project_pool(points, offsets, mats_b, hw_b, sp, num_sp,
+                                                point_feats), ref_point_pool),
+        "pixel pool": (lambda: ops.region_pool(pixel_rows, pixel_region, num_regions),
+                       lambda: ops.region_pool_reference(pixel_rows, pixel_region,
+                                                         num_regions)),
+        "serialize": (lambda: ops.serialize(voxels, voxel_batch, "hilbert"),
+                      lambda: ops.serialize_reference(voxels, voxel_batch, "hilbert")),
+    }
+    if with_devkit and chains is not None:  # same work on both sides
+        devkit_pairs = sum(len(idx) for idx, _, _ in devkit_projection(points_np, chains))
+        assert devkit_pairs == res.point_index.numel(), (devkit_pairs, res.point_index.numel())
+    results = []
+    thread_list = threads if device == "cpu" else [torch.get_num_threads()]
+    for t in thread_list:
+        torch.set_num_threads(t)
+        times = {}
+        for op, (kernel, reference) in rows.items():
+            times[op] = (timed(kernel, device), timed(reference, device))
+        times["projection + pooling"] = tuple(
+            times["projection"][i] + times["point pool"][i] + times["pixel pool"][i]
+            for i in range(2))
+        devkit = None
+        if with_devkit and chains is not None:
+            from threadpoolctl import threadpool_limits
+            with threadpool_limits(limits=t):
+                devkit = timed(lambda: devkit_projection(points_np, chains), "cpu")
+        results.append((t, times, devkit))
+    info = {"points": len(points), "pairs": int(res.point_index.numel()),
+            "superpixels": num_sp, "pixel rows": len(pixel_rows)}
+    return results, info
+
+
+def bandwidth_note(device: str) -> str:
+    if device != "cuda":
+        return ""
+    props = torch.cuda.get_device_properties(0)
+    return f"{props.name}, {props.total_memory / 2 ** 30:.0f} GiB"
+
+
+def print_table(name: str, info: dict, results, device: str) -> None:
+    print(f"\n## {name}: {info['points']:,} points, {info['pairs']:,} point-camera pairs, "
+          f"{info['superpixels']} superpixel ids, {info['pixel rows']:,} pixel rows "
+          f"({device})")
+    print(f"| op | threads | kernel ms | reference ms | devkit numpy ms | reference / kernel |")
+    print("|---|---|---|---|---|---|")
+    for threads, times, devkit in results:
+        for op, (k, r) in times.items():
+            d = f"{devkit * 1e3:.1f}" if (devkit is not None and op == "projection") else ""
+            print(f"| {op} | {threads} | {k * 1e3:.2f} | {r * 1e3:.2f} | {d} | {r / k:.1f}x |")
+
+
+def main(args) -> int:
+    import tempfile
+
+    from lidarcl.ops._extension import compiled
+
+    if compiled() is None:
+        print("lidarcl._C is not built: the kernel column would time the reference. "
+              "Run `pip install --no-build-isolation -e .` first.")
+        return 1
+    data_root = Path(args.data_root)
+    if not (data_root / "frame.json").is_file():
+        print(f"real nuScenes frame not found at {data_root}")
+        return 1
+    device = args.device
+    if device == "cuda" and not (torch.cuda.is_available() and compiled().with_cuda()):
+        print("no CUDA device or lidarcl._C built without CUDA")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        points, lidar2img, image_hw, images, chains = load_real_frame(data_root, Path(tmp))
+    t0 = time.perf_counter()
+    superpixels = superpixel_maps(images)
+    print(f"SLIC superpixels of the 6 images: {time.perf_counter() - t0:.1f} s "
+          f"({[int(m.max()) + 1 for m in superpixels[0]]} segments)")
+    print(f"torch {torch.__version__}, {bandwidth_note(device) or 'CPU'}; "
+          f"threads: {args.threads}")
+    workloads = [("real keyframe", points), ("10-sweep accumulation",
+                                             accumulate_sweeps(points, args.sweeps))]
+    for name, pts in workloads:
+        results, info = run_workload(name, pts, lidar2img, image_hw, superpixels, chains,
+                                     args.threads, device, with_devkit=device == "cpu")
+        print_table(name, info, results, device)
+    return 0

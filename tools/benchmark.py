@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""lidarcl benchmarks: prints tables of figures and ratios against a baseline measured in
+the same run.
+
+    python tools/benchmark.py ops [--threads 1 2] [--device cpu|cuda] [--sweeps 10]
+
+``ops``: the point-pixel kernels against their pure-PyTorch references and the
+nuscenes-devkit numpy path (see ``benchmarks/ops.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ops = sub.add_parser("ops", help="point-pixel correspondence kernels")
+    ops.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ops.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ops.add_argument("--sweeps", type=int, default=10)
+    ops.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "ops":
+        from benchmarks import ops
+        return ops.main(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
