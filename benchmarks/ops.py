@@ -18,7 +18,8 @@ Ops timed (median wall time per call):
   (``LidarPointCloud.rotate/translate`` through ego and global frames, ``view_points``,
   the same masks), as ``NuScenesExplorer.map_pointcloud_to_image`` runs it, minus file I/O.
 * ``visibility``: depth-buffer test on those pairs (window 1, tolerance 0.3 m).
-* ``gather``: bilinear read of 64-channel stride-4 feature maps at every pair.
+* ``gather``: bilinear read of 64-channel stride-4 feature maps at every pair, in the
+  contiguous (NCHW) and the channels-last layout.
 * ``point pool``: mean of 64-channel point features per superpixel of the pairs
   (kernel: the fused ``project_pool``; reference: projection + superpixel read +
   ``region_pool_reference``).
@@ -177,6 +178,7 @@ def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, su
     point_feats = torch.randn(len(points), CHANNELS_FEAT, generator=gen).to(dev)
     fh, fw = 900 // FEATURE_STRIDE, 1600 // FEATURE_STRIDE
     pixel_maps = torch.randn(len(CHANNELS), CHANNELS_FEAT, fh, fw, generator=gen).to(dev)
+    pixel_maps_cl = pixel_maps.to(memory_format=torch.channels_last)
     sp_small = sp[0, :, FEATURE_STRIDE // 2::FEATURE_STRIDE, FEATURE_STRIDE // 2::FEATURE_STRIDE]
     pixel_rows = pixel_maps.permute(0, 2, 3, 1).reshape(-1, CHANNELS_FEAT).contiguous()
     pixel_region = (torch.arange(len(CHANNELS), device=dev)[:, None, None] * num_sp
@@ -205,6 +207,11 @@ def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, su
                                                      FEATURE_STRIDE),
                    lambda: ops.gather_pixel_features_reference(pixel_maps, image_index, res.uv,
                                                                FEATURE_STRIDE)),
+        "gather (channels-last)": (
+            lambda: ops.gather_pixel_features(pixel_maps_cl, image_index, res.uv,
+                                              FEATURE_STRIDE),
+            lambda: ops.gather_pixel_features_reference(pixel_maps_cl, image_index, res.uv,
+                                                        FEATURE_STRIDE)),
         "point pool": (lambda: ops.project_pool(points, offsets, mats_b, hw_b, sp, num_sp,
                                                 point_feats), ref_point_pool),
         "pixel pool": (lambda: ops.region_pool(pixel_rows, pixel_region, num_regions),

@@ -121,8 +121,11 @@ void check_gather(const at::Tensor& like, const at::Tensor& image_index,
 at::Tensor gather_forward(const at::Tensor& features, const at::Tensor& image_index,
                           const at::Tensor& coords) {
   check_float(features, "features");
-  check(features, "features", features);
   TORCH_CHECK(features.dim() == 4, "features must have shape (I, C, H, W)");
+  TORCH_CHECK(features.is_contiguous() ||
+                  (!features.is_cuda() &&
+                   features.is_contiguous(at::MemoryFormat::ChannelsLast)),
+              "features must be contiguous", features.is_cuda() ? "" : " or channels-last");
   check_gather(features, image_index, coords);
   if (image_index.numel() > 0) {
     TORCH_CHECK(features.size(2) > 0 && features.size(3) > 0, "features have an empty map");
@@ -138,15 +141,21 @@ at::Tensor gather_forward(const at::Tensor& features, const at::Tensor& image_in
 
 at::Tensor gather_backward(const at::Tensor& grad_out, const at::Tensor& image_index,
                            const at::Tensor& coords, int64_t num_images, int64_t height,
-                           int64_t width) {
+                           int64_t width, bool channels_last) {
   check_float(grad_out, "grad_out");
   check(grad_out, "grad_out", grad_out);
   TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == image_index.size(0),
               "grad_out must have shape (M, C)");
   check_gather(grad_out, image_index, coords);
   TORCH_CHECK(num_images >= 0 && height > 0 && width > 0, "bad feature map shape");
-  LIDARCL_DISPATCH(gather_backward, grad_out, grad_out, image_index, coords, num_images,
-                   height, width);
+#ifdef WITH_CUDA
+  if (grad_out.is_cuda())
+    return gather_backward_cuda(grad_out, image_index, coords, num_images, height, width);
+#else
+  if (grad_out.is_cuda()) no_cuda("gather_backward");
+#endif
+  return gather_backward_cpu(grad_out, image_index, coords, num_images, height, width,
+                             channels_last);
 }
 
 void check_regions(const at::Tensor& like, const at::Tensor& region_ids, int64_t rows,

@@ -51,13 +51,15 @@ at::Tensor visibility_cpu(const at::Tensor& uv, const at::Tensor& depth,
 // feature-map cell coordinates (x, y), same dtype as features. Bilinear read with
 // x = clamp(coords.x, 0, W-1), x0 = min(floor(x), max(W-2, 0)), x1 = min(x0+1, W-1),
 // wx = x - x0 (same for y); out = (f00*(1-wx) + f01*wx)*(1-wy) + (f10*(1-wx) + f11*wx)*wy.
-// Returns (M, C).
+// Returns (M, C). CPU: features may be contiguous or channels-last (the fast layout: the
+// four reads of a pair are runs of C values); CUDA: contiguous.
 at::Tensor gather_forward_cpu(const at::Tensor& features, const at::Tensor& image_index,
                               const at::Tensor& coords);
-// grad_out (M, C) -> grad_features (I, C, H, W), the adjoint of gather_forward.
+// grad_out (M, C) -> grad_features (I, C, H, W), the adjoint of gather_forward, in the
+// features' layout (channels_last selects it on the CPU).
 at::Tensor gather_backward_cpu(const at::Tensor& grad_out, const at::Tensor& image_index,
                                const at::Tensor& coords, int64_t num_images, int64_t height,
-                               int64_t width);
+                               int64_t width, bool channels_last);
 
 // ---------------------------------------------------------------- region pooling
 // features (N, C) float32|float64; region_ids (N,) int64 in [-1, R) (-1 = no region).

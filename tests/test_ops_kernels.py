@@ -136,9 +136,11 @@ def test_visibility_wall_in_front_of_wall():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("stride,shape", [(1, (30, 40)), (4, (8, 10)), ((8, 4), (4, 10)),
                                           (16, (1, 1)), (2.5, (12, 1))])
-def test_gather_matches_reference(dtype, stride, shape):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gather_matches_reference(dtype, stride, shape, layout):
     gen = torch.Generator().manual_seed(0)
-    features = torch.randn(5, 7, *shape, generator=gen, dtype=dtype, requires_grad=True)
+    features = torch.randn(5, 7, *shape, generator=gen, dtype=dtype)
+    features = features.to(memory_format=layout).requires_grad_(True)
     m = 600
     image_index = torch.randint(0, 5, (m,), generator=gen)
     uv = torch.rand(m, 2, generator=gen, dtype=dtype) * torch.tensor([44.0, 34.0],
@@ -409,3 +411,32 @@ def test_public_api_validation_messages():
                          torch.zeros(1, 1, 10, 10, dtype=torch.int64), 5, torch.rand(3, 2))
     with pytest.raises(ValueError, match="offsets"):
         ops.project_points_batched(pts, torch.tensor([3]), mats, torch.tensor([[[10, 10]]]))
+
+
+def test_real_frame_gather_pool_serialize(real_frame):
+    """The remaining ops on the real keyframe's pairs and points."""
+    points, lidar2img, image_hw, _ = real_frame
+    pts = torch.from_numpy(points)
+    hw = torch.from_numpy(image_hw)
+    res = ops.project_points(pts, torch.from_numpy(lidar2img), hw)
+    gen = torch.Generator().manual_seed(9)
+    maps = torch.randn(6, 16, 900 // 8, 1600 // 8, generator=gen)
+    kern = ops.gather_pixel_features(maps, res.camera_index, res.uv, 8)
+    ref = ops.gather_pixel_features_reference(maps, res.camera_index, res.uv, 8)
+    torch.testing.assert_close(kern, ref, rtol=0, atol=1e-5)
+    # pool the gathered pixel features by 90-pixel cells of each camera
+    cell = (res.camera_index * 200 + (res.uv[:, 1] // 90).long() * 18
+            + (res.uv[:, 0] // 90).long())
+    for reduce in ops.REDUCTIONS:
+        a = ops.region_pool(kern, cell, 1200, reduce)
+        b = ops.region_pool_reference(kern, cell, 1200, reduce)
+        assert torch.equal(a.counts, b.counts)
+        torch.testing.assert_close(a.features, b.features, rtol=0, atol=1e-5)
+    # serialization of the points voxelised at 0.1 m, duplicates (same voxel) included
+    voxels = torch.floor((pts[:, :3] - pts[:, :3].min(0).values) / 0.1).long()
+    voxels = torch.cat([voxels, voxels[:100]])
+    batch = torch.zeros(len(voxels), dtype=torch.int64)
+    for order in ops.SERIALIZATION_ORDERS:
+        keys = ops.serialize(voxels, batch, order)
+        assert torch.equal(keys, ops.serialize_reference(voxels, batch, order))
+        assert torch.equal(keys[-100:], keys[:100])

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "../ops.h"
 
@@ -28,6 +27,14 @@ struct Bilinear {  // the four cells and weights of one read
   }
 };
 
+// Strides of an (I, C, H, W) tensor: any layout works; channels-last maps (C innermost)
+// are the fast case (the four reads of a pair are contiguous runs of C values).
+struct MapStrides {
+  int64_t image, channel, row, col;
+  explicit MapStrides(const at::Tensor& t)
+      : image(t.stride(0)), channel(t.stride(1)), row(t.stride(2)), col(t.stride(3)) {}
+};
+
 template <typename T>
 at::Tensor forward_impl(const at::Tensor& features, const at::Tensor& image_index,
                         const at::Tensor& coords) {
@@ -39,35 +46,22 @@ at::Tensor forward_impl(const at::Tensor& features, const at::Tensor& image_inde
   const int64_t* img = image_index.data_ptr<int64_t>();
   const T* xy = coords.data_ptr<T>();
   T* o = out.data_ptr<T>();
-  const int64_t plane = height * width;
-  // blocks of pairs, channel-outer inside a block: pairs come sorted by camera, so a block
-  // reads one or two (image, channel) planes at a time and they stay in cache
-  constexpr int64_t kBlock = 512;
-  at::parallel_for(0, (pairs + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<int64_t> base(kBlock), i00(kBlock), i01(kBlock), i10(kBlock), i11(kBlock);
-    std::vector<T> wx(kBlock), wy(kBlock);
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t first = blk * kBlock, count = std::min(kBlock, pairs - first);
-      for (int64_t j = 0; j < count; ++j) {
-        const int64_t m = first + j;
-        const Bilinear<T> b(xy[2 * m], xy[2 * m + 1], height, width);
-        base[j] = img[m] * channels * plane;
-        i00[j] = b.y0 * width + b.x0;
-        i01[j] = b.y0 * width + b.x1;
-        i10[j] = b.y1 * width + b.x0;
-        i11[j] = b.y1 * width + b.x1;
-        wx[j] = b.wx;
-        wy[j] = b.wy;
-      }
+  const MapStrides st(features);
+  at::parallel_for(0, pairs, 256, [&](int64_t first, int64_t last) {
+    for (int64_t m = first; m < last; ++m) {
+      const Bilinear<T> b(xy[2 * m], xy[2 * m + 1], height, width);
+      const T* map = f + img[m] * st.image;
+      const T* p00 = map + b.y0 * st.row + b.x0 * st.col;
+      const T* p01 = map + b.y0 * st.row + b.x1 * st.col;
+      const T* p10 = map + b.y1 * st.row + b.x0 * st.col;
+      const T* p11 = map + b.y1 * st.row + b.x1 * st.col;
+      const T ux = T(1) - b.wx, uy = T(1) - b.wy;
+      T* row = o + m * channels;
       for (int64_t c = 0; c < channels; ++c) {
-        const T* fc = f + c * plane;
-        for (int64_t j = 0; j < count; ++j) {
-          const T* p = fc + base[j];
-          const T ux = T(1) - wx[j], uy = T(1) - wy[j];
-          const T top = p[i00[j]] * ux + p[i01[j]] * wx[j];
-          const T bottom = p[i10[j]] * ux + p[i11[j]] * wx[j];
-          o[(first + j) * channels + c] = top * uy + bottom * wy[j];
-        }
+        const int64_t k = c * st.channel;
+        const T top = p00[k] * ux + p01[k] * b.wx;
+        const T bottom = p10[k] * ux + p11[k] * b.wx;
+        row[c] = top * uy + bottom * b.wy;
       }
     }
   });
@@ -77,31 +71,38 @@ at::Tensor forward_impl(const at::Tensor& features, const at::Tensor& image_inde
 template <typename T>
 at::Tensor backward_impl(const at::Tensor& grad_out, const at::Tensor& image_index,
                          const at::Tensor& coords, int64_t images, int64_t height,
-                         int64_t width) {
+                         int64_t width, bool channels_last) {
   const int64_t pairs = image_index.size(0);
   const int64_t channels = grad_out.size(1);
-  at::Tensor grad = at::zeros({images, channels, height, width}, grad_out.options());
+  at::Tensor grad = at::zeros({images, channels, height, width},
+                              grad_out.options().memory_format(
+                                  channels_last ? at::MemoryFormat::ChannelsLast
+                                                : at::MemoryFormat::Contiguous));
   if (pairs == 0 || channels == 0) return grad;
   const T* g = grad_out.data_ptr<T>();
   const int64_t* img = image_index.data_ptr<int64_t>();
   const T* xy = coords.data_ptr<T>();
   T* gp = grad.data_ptr<T>();
-  const int64_t plane = height * width;
-  // each task owns whole channels: no two threads write the same cell, and every cell
-  // accumulates its pairs in pair order (deterministic)
+  const MapStrides st(grad);
+  // each task owns a contiguous range of channels: no two threads write the same cell, and
+  // every cell accumulates its pairs in pair order (deterministic)
   at::parallel_for(0, channels, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t m = 0; m < pairs; ++m) {
       const Bilinear<T> b(xy[2 * m], xy[2 * m + 1], height, width);
       const T ux = T(1) - b.wx, uy = T(1) - b.wy;
-      T* map = gp + img[m] * channels * plane;
+      T* map = gp + img[m] * st.image;
+      T* p00 = map + b.y0 * st.row + b.x0 * st.col;
+      T* p01 = map + b.y0 * st.row + b.x1 * st.col;
+      T* p10 = map + b.y1 * st.row + b.x0 * st.col;
+      T* p11 = map + b.y1 * st.row + b.x1 * st.col;
       for (int64_t c = c0; c < c1; ++c) {
         const T top = g[m * channels + c] * uy;
         const T bottom = g[m * channels + c] * b.wy;
-        T* p = map + c * plane;
-        p[b.y0 * width + b.x0] += top * ux;
-        p[b.y0 * width + b.x1] += top * b.wx;
-        p[b.y1 * width + b.x0] += bottom * ux;
-        p[b.y1 * width + b.x1] += bottom * b.wx;
+        const int64_t k = c * st.channel;
+        p00[k] += top * ux;
+        p01[k] += top * b.wx;
+        p10[k] += bottom * ux;
+        p11[k] += bottom * b.wx;
       }
     }
   });
@@ -119,9 +120,10 @@ at::Tensor gather_forward_cpu(const at::Tensor& features, const at::Tensor& imag
 
 at::Tensor gather_backward_cpu(const at::Tensor& grad_out, const at::Tensor& image_index,
                                const at::Tensor& coords, int64_t num_images, int64_t height,
-                               int64_t width) {
+                               int64_t width, bool channels_last) {
   return AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "gather_backward_cpu", [&] {
-    return backward_impl<scalar_t>(grad_out, image_index, coords, num_images, height, width);
+    return backward_impl<scalar_t>(grad_out, image_index, coords, num_images, height, width,
+                                   channels_last);
   });
 }
 
