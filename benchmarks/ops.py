@@ -129,7 +129,8 @@ def superpixel_maps(images: list[str]) -> torch.Tensor:
     from lidarcl.datasets.superpixels import compute_slic
 
     maps = [compute_slic(np.asarray(Image.open(p).convert("RGB"))) for p in images]
-    return torch.from_numpy(np.stack(maps).astype(np.int64))[None]  # (1, K, H, W)
+    # int16, as LoadSuperpixels gives them
+    return torch.from_numpy(np.stack(maps).astype(np.int16))[None]  # (1, K, H, W)
 
 
 # ------------------------------------------------------------------ devkit numpy path

@@ -212,7 +212,13 @@ std::vector<at::Tensor> project_pool(const at::Tensor& points, const at::Tensor&
                                      double margin) {
   check_projection(points, offsets, lidar2img, image_hw);
   check(superpixels, "superpixels", points);
-  check_dtype(superpixels, "superpixels", at::kLong);
+  if (points.is_cuda()) {
+    check_dtype(superpixels, "superpixels", at::kLong);
+  } else {
+    const auto id = superpixels.scalar_type();
+    TORCH_CHECK(id == at::kLong || id == at::kInt || id == at::kShort || id == at::kByte,
+                "superpixels must be int64, int32, int16 or uint8, got ", id);
+  }
   TORCH_CHECK(superpixels.dim() == 4 && superpixels.size(0) == offsets.size(0) &&
                   superpixels.size(1) == lidar2img.size(1),
               "superpixels must have shape (B, K, H, W)");

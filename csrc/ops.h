@@ -78,7 +78,8 @@ at::Tensor region_pool_backward_cpu(const at::Tensor& grad_pooled, const at::Ten
 
 // ---------------------------------------------------------------- fused project + pool
 // points, offsets, lidar2img, image_hw as in project_points_cpu; superpixels (B, K, Hs, Ws)
-// int64 ids in [-1, S) (-1 = no superpixel) at image resolution; features (N, C) in the
+// ids in [-1, S) (-1 = no superpixel) at image resolution, int64 (CPU: also int32, int16,
+// uint8; CUDA: int64 only); the CPU kernel raises on an id outside [-1, S) that it reads; features (N, C) in the
 // points' dtype. Each kept pair (projection rule above) reads the id s at
 // (clamp(floor(v), 0, Hs-1), clamp(floor(u), 0, Ws-1)); when s >= 0 its region is
 // (b * K + k) * S + s and the point's feature row is added to that region.

@@ -251,7 +251,8 @@ def grid_superpixels(hw, cell=25, num=150):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_project_pool_matches_unfused(dtype):
+@pytest.mark.parametrize("id_dtype", [torch.int64, torch.int32, torch.int16])
+def test_project_pool_matches_unfused(dtype, id_dtype):
     rng = np.random.default_rng(5)
     pts, offsets, lidar2img, hw = random_batch(rng, [7000, 4000], 3, dtype)
     sp = grid_superpixels(hw)
@@ -259,7 +260,7 @@ def test_project_pool_matches_unfused(dtype):
     feats = torch.randn(len(pts), 5, generator=gen, dtype=dtype)
     f1 = feats.clone().requires_grad_(True)
     f2 = feats.clone().requires_grad_(True)
-    kern = ops.project_pool(pts, offsets, lidar2img, hw, sp, 150, f1)
+    kern = ops.project_pool(pts, offsets, lidar2img, hw, sp.to(id_dtype), 150, f1)
     ref = ops.project_pool_reference(pts, offsets, lidar2img, hw, sp, 150, f2)
     assert kern.pair_point.numel() > 500
     assert torch.equal(kern.pair_point, ref.pair_point)
@@ -397,9 +398,10 @@ def test_public_api_validation_messages():
     cam = torch.from_numpy(_front_camera(f=100.0, size=200)[None, None]).float()
     one = torch.tensor([[5.0, 0.0, 0.0]])
     bad = torch.full((1, 1, 200, 200), 7)
-    with pytest.raises(RuntimeError, match="superpixels: id 7"):
-        ops.project_pool(one, torch.tensor([1]), cam, torch.tensor([[[200, 200]]]), bad, 5,
-                         torch.rand(1, 2))
+    for id_dtype in (torch.int64, torch.int16, torch.uint8):
+        with pytest.raises(RuntimeError, match="superpixels: id 7"):
+            ops.project_pool(one, torch.tensor([1]), cam, torch.tensor([[[200, 200]]]),
+                             bad.to(id_dtype), 5, torch.rand(1, 2))
     with pytest.raises(ValueError, match="superpixels ids must lie in"):
         ops.project_pool_reference(one, torch.tensor([1]), cam, torch.tensor([[[200, 200]]]),
                                    bad, 5, torch.rand(1, 2))

@@ -114,7 +114,7 @@ def test_write_load_round_trip(tmp_path, top, mode):
     with Image.open(path) as img:
         assert img.mode == mode and img.size == (30, 40)
     back = load_superpixels(path, expected_shape=(40, 30))
-    assert back.dtype == np.int64
+    assert back.dtype == np.int16  # ids < 2**15
     np.testing.assert_array_equal(back, labels)
     assert sorted(p.name for p in path.parent.iterdir()) == ["map.png"]  # no temp files left
     with pytest.raises(ValueError, match="ids must lie"):
@@ -238,7 +238,7 @@ def test_load_superpixels_aligned_with_images_and_collated(generated):
     packed = [ds[0], ds[1]]
     for item in packed:
         sp, images = item["superpixels"], item["images"]
-        assert sp.dtype == torch.int64 and sp.shape == (6, 180, 320)
+        assert sp.dtype == torch.int16 and sp.shape == (6, 180, 320)
         assert images.shape == (6, 3, 180, 320)
         assert item["meta"]["cam_names"] == list(CAMERAS)
         for k, (ch, sp_file) in enumerate(zip(item["meta"]["cam_names"],
@@ -262,7 +262,7 @@ def test_load_superpixels_follows_load_images_order(generated):
     sample = LoadImages(channels=("CAM_BACK", "CAM_FRONT"))(ds[0])
     sample = LoadSuperpixels()(sample)
     assert sample["superpixels"].shape == (2, 180, 320)
-    assert sample["superpixels"].dtype == np.int64
+    assert sample["superpixels"].dtype == np.int16
     for ch, path in zip(("CAM_BACK", "CAM_FRONT"), sample["superpixel_paths"]):
         assert path == sample["cams"][ch]["superpixel_path"] and os.path.isabs(path)
     # without LoadImages: the default camera order, as LoadImages would use

@@ -41,28 +41,63 @@ struct Camera {
   }
 };
 
-struct Segment {  // points [begin, end) of sample b seen by camera k
-  int64_t b, k, begin, end;
+// A chunk of the points of sample b; every camera of the sample is tried on each point
+// while it is in cache (point-major), so the points are read once, not K times.
+struct Chunk {
+  int64_t b, begin, end;
 };
 
-std::vector<Segment> chunked_segments(const int64_t* offsets, int64_t batch, int64_t cams,
-                                      int64_t chunk) {
-  std::vector<Segment> tasks;
+std::vector<Chunk> point_chunks(const int64_t* offsets, int64_t batch, int64_t chunk) {
+  std::vector<Chunk> tasks;
   int64_t start = 0;
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t stop = offsets[b];
-    for (int64_t k = 0; k < cams; ++k)
-      for (int64_t s = start; s < stop; s += std::min(chunk, stop - s))
-        tasks.push_back({b, k, s, s + std::min(chunk, stop - s)});
+    for (int64_t s = start; s < stop; s += std::min(chunk, stop - s))
+      tasks.push_back({b, s, s + std::min(chunk, stop - s)});
     start = stop;
   }
   return tasks;
 }
 
 template <typename T>
+std::vector<Camera<T>> make_cameras(const at::Tensor& lidar2img, const at::Tensor& image_hw,
+                                    double min_depth, double margin) {
+  const int64_t total = lidar2img.size(0) * lidar2img.size(1);
+  const T* mats = lidar2img.data_ptr<T>();
+  const T* hws = image_hw.data_ptr<T>();
+  std::vector<Camera<T>> cameras;
+  cameras.reserve(total);
+  for (int64_t c = 0; c < total; ++c)
+    cameras.emplace_back(mats + c * 16, hws + c * 2, min_depth, margin);
+  return cameras;
+}
+
+// Output position of each (chunk, camera) list so that pairs come ordered by sample,
+// camera, point: for each sample, for each camera, the chunks of that sample in order.
+template <typename Sizes>
+std::vector<int64_t> output_starts(const std::vector<Chunk>& tasks, int64_t cams,
+                                   const Sizes& size_of, int64_t* total) {
+  std::vector<int64_t> start(tasks.size() * cams, 0);
+  int64_t pos = 0;
+  size_t first = 0;
+  while (first < tasks.size()) {
+    size_t last = first;
+    while (last < tasks.size() && tasks[last].b == tasks[first].b) ++last;
+    for (int64_t k = 0; k < cams; ++k)
+      for (size_t t = first; t < last; ++t) {
+        start[t * cams + k] = pos;
+        pos += size_of(t, k);
+      }
+    first = last;
+  }
+  *total = pos;
+  return start;
+}
+
+template <typename T>
 struct PairBuffer {
   std::vector<int64_t> point;
-  std::vector<T> u, v, depth;
+  std::vector<T> uv, depth;  // uv interleaved (u, v)
 };
 
 template <typename T>
@@ -73,34 +108,36 @@ std::vector<at::Tensor> project_impl(const at::Tensor& points, const at::Tensor&
   const int64_t batch = offsets.size(0);
   const int64_t cams = lidar2img.size(1);
   const T* pts = points.data_ptr<T>();
-  const T* mats = lidar2img.data_ptr<T>();
-  const T* hws = image_hw.data_ptr<T>();
-  const auto tasks = chunked_segments(offsets.data_ptr<int64_t>(), batch, cams, kChunk);
+  const auto cameras = make_cameras<T>(lidar2img, image_hw, min_depth, margin);
+  const auto tasks = point_chunks(offsets.data_ptr<int64_t>(), batch, kChunk);
   const int64_t num_tasks = static_cast<int64_t>(tasks.size());
-  std::vector<PairBuffer<T>> found(num_tasks);
+  std::vector<PairBuffer<T>> found(num_tasks * cams);
 
   at::parallel_for(0, num_tasks, 1, [&](int64_t first, int64_t last) {
     for (int64_t t = first; t < last; ++t) {
-      const Segment& s = tasks[t];
-      const int64_t cam = s.b * cams + s.k;
-      const Camera<T> camera(mats + cam * 16, hws + cam * 2, min_depth, margin);
-      PairBuffer<T>& out = found[t];
+      const Chunk& c = tasks[t];
+      const Camera<T>* cam = cameras.data() + c.b * cams;
+      PairBuffer<T>* out = found.data() + t * cams;
       T u, v, depth;
-      for (int64_t i = s.begin; i < s.end; ++i) {
-        if (camera.project(pts + i * dim, u, v, depth)) {
-          out.point.push_back(i);
-          out.u.push_back(u);
-          out.v.push_back(v);
-          out.depth.push_back(depth);
+      for (int64_t i = c.begin; i < c.end; ++i) {
+        const T* p = pts + i * dim;
+        for (int64_t k = 0; k < cams; ++k) {
+          if (cam[k].project(p, u, v, depth)) {
+            out[k].point.push_back(i);
+            out[k].uv.push_back(u);
+            out[k].uv.push_back(v);
+            out[k].depth.push_back(depth);
+          }
         }
       }
     }
   });
 
-  std::vector<int64_t> start(num_tasks + 1, 0);
-  for (int64_t t = 0; t < num_tasks; ++t)
-    start[t + 1] = start[t] + static_cast<int64_t>(found[t].point.size());
-  const int64_t total = start[num_tasks];
+  int64_t total = 0;
+  const auto start = output_starts(
+      tasks, cams, [&](size_t t, int64_t k) {
+        return static_cast<int64_t>(found[t * cams + k].point.size());
+      }, &total);
   auto long_opts = points.options().dtype(at::kLong);
   at::Tensor point_index = at::empty({total}, long_opts);
   at::Tensor camera_index = at::empty({total}, long_opts);
@@ -112,19 +149,16 @@ std::vector<at::Tensor> project_impl(const at::Tensor& points, const at::Tensor&
   int64_t* bi = batch_index.data_ptr<int64_t>();
   T* uvp = uv.data_ptr<T>();
   T* dp = depth.data_ptr<T>();
-  at::parallel_for(0, num_tasks, 1, [&](int64_t first, int64_t last) {
-    for (int64_t t = first; t < last; ++t) {
-      const PairBuffer<T>& f = found[t];
+  at::parallel_for(0, num_tasks * cams, 1, [&](int64_t first, int64_t last) {
+    for (int64_t tk = first; tk < last; ++tk) {
+      const PairBuffer<T>& f = found[tk];
       const int64_t n = static_cast<int64_t>(f.point.size());
-      const int64_t o = start[t];
+      const int64_t o = start[tk];
       std::copy(f.point.begin(), f.point.end(), pi + o);
-      std::fill(ci + o, ci + o + n, tasks[t].k);
-      std::fill(bi + o, bi + o + n, tasks[t].b);
+      std::fill(ci + o, ci + o + n, tk % cams);
+      std::fill(bi + o, bi + o + n, tasks[tk / cams].b);
+      std::copy(f.uv.begin(), f.uv.end(), uvp + 2 * o);
       std::copy(f.depth.begin(), f.depth.end(), dp + o);
-      for (int64_t j = 0; j < n; ++j) {
-        uvp[2 * (o + j)] = f.u[j];
-        uvp[2 * (o + j) + 1] = f.v[j];
-      }
     }
   });
   return {point_index, camera_index, uv, depth, batch_index};
@@ -190,7 +224,7 @@ at::Tensor visibility_impl(const at::Tensor& uv, const at::Tensor& depth,
   return keep;
 }
 
-template <typename T>
+template <typename T, typename Id>
 std::vector<at::Tensor> project_pool_impl(const at::Tensor& points, const at::Tensor& offsets,
                                           const at::Tensor& lidar2img,
                                           const at::Tensor& image_hw,
@@ -203,74 +237,108 @@ std::vector<at::Tensor> project_pool_impl(const at::Tensor& points, const at::Te
   const int64_t channels = features.size(1);
   const int64_t sp_h = superpixels.size(2), sp_w = superpixels.size(3);
   const T* pts = points.data_ptr<T>();
-  const T* mats = lidar2img.data_ptr<T>();
-  const T* hws = image_hw.data_ptr<T>();
   const T* feats = features.data_ptr<T>();
-  const int64_t* sps = superpixels.data_ptr<int64_t>();
-  const int64_t regions = batch * cams * num_sp;
-  at::Tensor pooled = at::zeros({regions, channels}, features.options());
-  at::Tensor counts = at::zeros({regions}, features.options().dtype(at::kLong));
-  T* pp = pooled.data_ptr<T>();
-  int64_t* cp = counts.data_ptr<int64_t>();
-  // one task per (sample, camera): it owns its S regions, so sums need no atomics and
-  // accumulate in point order like the reference
-  const auto tasks = chunked_segments(offsets.data_ptr<int64_t>(), batch, cams,
-                                      std::numeric_limits<int64_t>::max());
+  const Id* sps = superpixels.data_ptr<Id>();
+  const auto cameras = make_cameras<T>(lidar2img, image_hw, min_depth, margin);
+  const auto tasks = point_chunks(offsets.data_ptr<int64_t>(), batch, kChunk);
   const int64_t num_tasks = static_cast<int64_t>(tasks.size());
-  std::vector<std::vector<int64_t>> pair_point(num_tasks), pair_region(num_tasks);
-  // ids are checked where they are read (a pass over the whole maps would cost more than
-  // the pooling); any id outside [-1, S) under a projected point is an error
+  // pass 1: pairs (point, region) per (chunk, camera); ids are checked where they are read
+  // (a pass over the whole maps would cost more than the pooling): an id outside [-1, S)
+  // under a projected point is an error
+  std::vector<std::vector<int64_t>> pair_point(num_tasks * cams), pair_region(num_tasks * cams);
   std::atomic<int64_t> bad_id{-1};
   at::parallel_for(0, num_tasks, 1, [&](int64_t first, int64_t last) {
+    std::vector<int64_t> hit_point, hit_cam, hit_pixel;
     for (int64_t t = first; t < last; ++t) {
-      const Segment& s = tasks[t];
-      const int64_t cam = s.b * cams + s.k;
-      const Camera<T> camera(mats + cam * 16, hws + cam * 2, min_depth, margin);
-      const int64_t* map = sps + cam * sp_h * sp_w;
+      const Chunk& c = tasks[t];
+      hit_point.clear();
+      hit_cam.clear();
+      hit_pixel.clear();
       T u, v, depth;
-      for (int64_t i = s.begin; i < s.end; ++i) {
-        if (!camera.project(pts + i * dim, u, v, depth)) continue;
-        const int64_t x = std::min(std::max<int64_t>(static_cast<int64_t>(std::floor(u)), 0),
-                                   sp_w - 1);
-        const int64_t y = std::min(std::max<int64_t>(static_cast<int64_t>(std::floor(v)), 0),
-                                   sp_h - 1);
-        const int64_t sp = map[y * sp_w + x];
-        if (sp < 0) {
-          if (sp < -1) bad_id.store(sp);
-          continue;
+      for (int64_t i = c.begin; i < c.end; ++i) {
+        const T* p = pts + i * dim;
+        for (int64_t k = 0; k < cams; ++k) {
+          const int64_t cam = c.b * cams + k;
+          if (!cameras[cam].project(p, u, v, depth)) continue;
+          const int64_t x = std::min(
+              std::max<int64_t>(static_cast<int64_t>(std::floor(u)), 0), sp_w - 1);
+          const int64_t y = std::min(
+              std::max<int64_t>(static_cast<int64_t>(std::floor(v)), 0), sp_h - 1);
+          hit_point.push_back(i);
+          hit_cam.push_back(k);
+          hit_pixel.push_back((cam * sp_h + y) * sp_w + x);
         }
-        if (sp >= num_sp) {
-          bad_id.store(sp);
-          continue;
-        }
-        const int64_t region = cam * num_sp + sp;
-        pair_point[t].push_back(i);
-        pair_region[t].push_back(region);
-        ++cp[region];
-        T* acc = pp + region * channels;
-        const T* row = feats + i * channels;
-        for (int64_t c = 0; c < channels; ++c) acc[c] += row[c];
       }
-      for (int64_t r = cam * num_sp; r < (cam + 1) * num_sp; ++r) {
-        if (cp[r] == 0) continue;
-        const T count = static_cast<T>(cp[r]);
-        for (int64_t c = 0; c < channels; ++c) pp[r * channels + c] /= count;
+      // the id reads miss the cache (maps of megabytes, scattered pixels): done in a tight
+      // loop of independent loads so that many misses are in flight at once
+      std::vector<int64_t> ids(hit_pixel.size());
+      for (size_t h = 0; h < hit_pixel.size(); ++h)
+        ids[h] = static_cast<int64_t>(sps[hit_pixel[h]]);
+      for (size_t h = 0; h < ids.size(); ++h) {
+        const int64_t sp = ids[h];
+        if (sp < 0 || sp >= num_sp) {
+          if (sp != -1) bad_id.store(sp);
+          continue;
+        }
+        const int64_t k = hit_cam[h];
+        pair_point[t * cams + k].push_back(hit_point[h]);
+        pair_region[t * cams + k].push_back((c.b * cams + k) * num_sp + sp);
       }
     }
   });
   TORCH_CHECK(bad_id.load() == -1, "superpixels: id ", bad_id.load(),
               " read under a projected point lies outside [-1, num_superpixels=", num_sp, ")");
   int64_t total = 0;
-  for (const auto& v : pair_point) total += static_cast<int64_t>(v.size());
-  at::Tensor point_out = at::empty({total}, counts.options());
-  at::Tensor region_out = at::empty({total}, counts.options());
-  int64_t o = 0;
-  for (int64_t t = 0; t < num_tasks; ++t) {
-    std::copy(pair_point[t].begin(), pair_point[t].end(), point_out.data_ptr<int64_t>() + o);
-    std::copy(pair_region[t].begin(), pair_region[t].end(),
-              region_out.data_ptr<int64_t>() + o);
-    o += static_cast<int64_t>(pair_point[t].size());
-  }
+  const auto start = output_starts(
+      tasks, cams, [&](size_t t, int64_t k) {
+        return static_cast<int64_t>(pair_point[t * cams + k].size());
+      }, &total);
+  auto long_opts = features.options().dtype(at::kLong);
+  at::Tensor point_out = at::empty({total}, long_opts);
+  at::Tensor region_out = at::empty({total}, long_opts);
+  int64_t* po = point_out.data_ptr<int64_t>();
+  int64_t* ro = region_out.data_ptr<int64_t>();
+  at::parallel_for(0, num_tasks * cams, 1, [&](int64_t first, int64_t last) {
+    for (int64_t tk = first; tk < last; ++tk) {
+      std::copy(pair_point[tk].begin(), pair_point[tk].end(), po + start[tk]);
+      std::copy(pair_region[tk].begin(), pair_region[tk].end(), ro + start[tk]);
+    }
+  });
+  // pass 2: mean per region, summed in pair order (as the reference's index_add). The pairs
+  // of one (sample, camera) are contiguous and own that camera's S regions, and within it
+  // the point index grows (feature rows are read forwards): tasks are (sample, camera)
+  // blocks, split further by channel ranges when there are fewer blocks than threads.
+  const int64_t regions = batch * cams * num_sp;
+  const int64_t blocks = batch * cams;
+  at::Tensor pooled = at::zeros({regions, channels}, features.options());
+  at::Tensor counts = at::zeros({regions}, long_opts);
+  T* pp = pooled.data_ptr<T>();
+  int64_t* cp = counts.data_ptr<int64_t>();
+  for (int64_t j = 0; j < total; ++j) ++cp[ro[j]];
+  std::vector<int64_t> block_start(blocks + 1, 0);
+  for (int64_t j = 0; j < total; ++j) ++block_start[ro[j] / num_sp + 1];
+  for (int64_t k = 0; k < blocks; ++k) block_start[k + 1] += block_start[k];
+  const int64_t splits = std::max<int64_t>(
+      1, std::min<int64_t>(channels, (2 * at::get_num_threads() + blocks - 1) /
+                                         std::max<int64_t>(blocks, 1)));
+  const int64_t per_split = (channels + splits - 1) / std::max<int64_t>(splits, 1);
+  at::parallel_for(0, blocks * splits, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t block = task / splits;
+      const int64_t c0 = (task % splits) * per_split;
+      const int64_t c1 = std::min(channels, c0 + per_split);
+      for (int64_t j = block_start[block]; j < block_start[block + 1]; ++j) {
+        const T* row = feats + po[j] * channels;
+        T* acc = pp + ro[j] * channels;
+        for (int64_t c = c0; c < c1; ++c) acc[c] += row[c];
+      }
+      for (int64_t r = block * num_sp; r < (block + 1) * num_sp; ++r) {
+        if (cp[r] == 0) continue;
+        const T count = static_cast<T>(cp[r]);
+        for (int64_t c = c0; c < c1; ++c) pp[r * channels + c] /= count;
+      }
+    }
+  });
   return {pooled, counts, point_out, region_out};
 }
 
@@ -300,8 +368,25 @@ std::vector<at::Tensor> project_pool_cpu(const at::Tensor& points, const at::Ten
                                          const at::Tensor& features, double min_depth,
                                          double margin) {
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_pool_cpu", [&] {
-    return project_pool_impl<scalar_t>(points, offsets, lidar2img, image_hw, superpixels,
-                                       num_superpixels, features, min_depth, margin);
+    using T = scalar_t;
+    switch (superpixels.scalar_type()) {  // narrow id maps: fewer cache misses per read
+      case at::kByte:
+        return project_pool_impl<T, uint8_t>(points, offsets, lidar2img, image_hw,
+                                             superpixels, num_superpixels, features,
+                                             min_depth, margin);
+      case at::kShort:
+        return project_pool_impl<T, int16_t>(points, offsets, lidar2img, image_hw,
+                                             superpixels, num_superpixels, features,
+                                             min_depth, margin);
+      case at::kInt:
+        return project_pool_impl<T, int32_t>(points, offsets, lidar2img, image_hw,
+                                             superpixels, num_superpixels, features,
+                                             min_depth, margin);
+      default:
+        return project_pool_impl<T, int64_t>(points, offsets, lidar2img, image_hw,
+                                             superpixels, num_superpixels, features,
+                                             min_depth, margin);
+    }
   });
 }
 

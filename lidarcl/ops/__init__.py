@@ -227,6 +227,8 @@ def project_pool(points, offsets, lidar2img, image_hw, superpixels, num_superpix
         return project_pool_reference(points, offsets, lidar2img, image_hw, superpixels,
                                       num_superpixels, features, min_depth, margin)
     dtype = _compute_dtype(points)
+    if superpixels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        superpixels = superpixels.to(torch.int64)
     out = _ProjectPool.apply(features.contiguous(), points.to(dtype).contiguous(),
                              offsets.contiguous(), lidar2img.to(dtype).contiguous(),
                              image_hw.to(dtype).contiguous(), superpixels.contiguous(),

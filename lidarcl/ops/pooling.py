@@ -113,8 +113,9 @@ def validate_project_pool_args(points, offsets, lidar2img, image_hw, superpixels
                                num_superpixels, features, min_depth, margin,
                                check_ids: bool = True):
     """Check the arguments of :func:`project_pool_reference`; returns normalised
-    ``(offsets int64, image_hw, superpixels int64)``. ``check_ids=False`` skips the pass
-    over the whole maps (the CPU kernel checks the ids it reads instead)."""
+    ``(offsets int64, image_hw, superpixels)`` (int64 when ``check_ids``).
+    ``check_ids=False`` skips the pass over the whole maps and keeps their integer dtype
+    (the CPU kernel checks the ids it reads instead)."""
     _check_points(points)
     offsets = _check_offsets(offsets, points.shape[0], points.device)
     batch = offsets.numel()
@@ -142,7 +143,8 @@ def validate_project_pool_args(points, offsets, lidar2img, image_hw, superpixels
     if isinstance(num_superpixels, bool) or not isinstance(num_superpixels, int) \
             or num_superpixels < 1:
         raise ValueError(f"num_superpixels must be an int >= 1, got {num_superpixels!r}")
-    superpixels = superpixels.to(torch.int64)
+    if check_ids:
+        superpixels = superpixels.to(torch.int64)
     if check_ids and superpixels.numel():
         low, high = int(superpixels.min()), int(superpixels.max())
         if low < -1 or high >= num_superpixels:

@@ -8,7 +8,7 @@ Packed sample (one dict, what :func:`lidarcl.datasets.collate.collate_samples` b
     gt_boxes (M, 7) float32, gt_velocity (M, 2) float32, gt_labels (M,) int64
     images               (K, 3, H, W) uint8 (float32 with LoadImages(to_float=True));
                          a list of (3, H, W) when the cameras differ in size
-    superpixels          (K, H, W) int64 superpixel ids, aligned with ``images``
+    superpixels          (K, H, W) int16 (int32 past 32767) superpixel ids, aligned with ``images``
                          (``LoadSuperpixels``); a list of (H, W) when the cameras differ
     lidar2img, cam2img, lidar2cam  (K, 4, 4) float32; img_shape (K, 2) int64 (H, W)
     lidar_aug_matrix     (4, 4) float32 (identity when no augmentation ran)
@@ -66,13 +66,17 @@ def _pack_images(images: Sequence[np.ndarray]):
 
 
 def _pack_superpixels(maps):
-    """(K, H, W) array -> int64 tensor; a list of (H, W) maps -> one tensor when they
-    have one size (stacked like the images), else a list."""
+    """(K, H, W) array -> tensor of the same integer dtype (int16 from LoadSuperpixels);
+    a list of (H, W) maps -> one tensor when they have one size (stacked like the images),
+    else a list."""
+    def as_ids(m):
+        return m if isinstance(m, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(m))
+
     if isinstance(maps, (np.ndarray, torch.Tensor)):
-        return to_tensor(maps).to(torch.int64)
-    tensors = [to_tensor(m).to(torch.int64) for m in maps]
+        return as_ids(maps)
+    tensors = [as_ids(m) for m in maps]
     if not tensors:
-        return torch.zeros((0, 0, 0), dtype=torch.int64)
+        return torch.zeros((0, 0, 0), dtype=torch.int16)
     if len({tuple(t.shape) for t in tensors}) == 1:
         return torch.stack(tensors)
     return tensors

@@ -14,7 +14,7 @@ Keys added
     ``LoadImages``: ``images``, ``cam_names``, ``img_paths``, ``lidar2img`` /
     ``cam2img`` / ``lidar2cam`` (K, 4, 4) float64, ``img_shape`` (K, 2) int64 as (H, W).
     ``LoadLidarsegLabels``: ``pts_semantic_mask`` (N,) int64.
-    ``LoadSuperpixels``: ``superpixels`` (K, H, W) int64, one id map per image of
+    ``LoadSuperpixels``: ``superpixels`` (K, H, W) int16 (int32 past 32767 ids), one id map per image of
     ``LoadImages`` in the same camera order (a list of (H, W) when the cameras differ in
     size), ``superpixel_paths``.
 """
@@ -264,7 +264,7 @@ class LoadSuperpixels(Transform):
     (``sample["cam_names"]``), else :data:`DEFAULT_CAMERA_ORDER` (others after, sorted),
     exactly as ``LoadImages`` orders them; explicit ``channels`` are used as given.
 
-    Adds ``superpixels``: ``(K, H, W)`` int64 ids (``0 .. S-1`` per image), or a list of
+    Adds ``superpixels``: ``(K, H, W)`` int16 ids (``0 .. S-1`` per image), or a list of
     ``(H, W)`` when the cameras differ in size; ``superpixel_paths``.
 
     Raises :class:`DataError` naming the file: a camera whose index entry has no
@@ -305,7 +305,7 @@ class LoadSuperpixels(Transform):
         elif maps:
             sample["superpixels"] = maps
         else:
-            sample["superpixels"] = np.zeros((0, 0, 0), dtype=np.int64)
+            sample["superpixels"] = np.zeros((0, 0, 0), dtype=np.int16)
         sample["superpixel_paths"] = paths
         return sample
 

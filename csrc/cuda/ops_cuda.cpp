@@ -1,0 +1,305 @@
+// ATen glue of the CUDA kernels of lidarcl._C: allocates the outputs, runs the scans and
+// calls the launchers of csrc/cuda/launchers.h (kernels in csrc/cuda/*.cu) on the current
+// stream. Contracts: csrc/ops.h; arguments were validated by csrc/bindings.cpp and the
+// Python wrappers (contiguous, one device, dtypes, value ranges).
+//
+// Projection order: every (sample b, camera k, point i) candidate has a fixed slot j in the
+// output order (launchers.h); a kernel writes keep[j], at::cumsum gives the output slot of
+// every kept candidate, a second kernel writes the pairs there. No atomics decide an
+// integer output, so the integer outputs equal those of the CPU implementation.
+#ifdef WITH_CUDA
+
+#include <ATen/ATen.h>
+// c10 headers rather than ATen/cuda/CUDAContext.h: the latter pulls in cuBLAS/cuSPARSE
+// headers this file does not need; at::cuda::getCurrentCUDAStream is c10's function.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "../ops.h"
+#include "launchers.h"
+
+namespace lidarcl {
+namespace {
+
+void check_launch(cudaError_t err, const char* op) {
+  TORCH_CHECK(err == cudaSuccess, "lidarcl._C.", op, " (CUDA): kernel launch failed: ",
+              cudaGetErrorString(err));
+}
+
+// int64 inclusive prefix sum of the keep bytes and its total (one device -> host copy).
+std::pair<at::Tensor, int64_t> scan_keep(const at::Tensor& keep) {
+  at::Tensor position = at::cumsum(keep, 0, at::kLong);
+  const int64_t total = position.numel() ? position[-1].item<int64_t>() : 0;
+  return {position, total};
+}
+
+template <typename scalar_t>
+cuda::ProjectionArgs<scalar_t> projection_args(const at::Tensor& points,
+                                               const at::Tensor& offsets,
+                                               const at::Tensor& lidar2img,
+                                               const at::Tensor& image_hw, double min_depth,
+                                               double margin) {
+  cuda::ProjectionArgs<scalar_t> a;
+  a.points = points.data_ptr<scalar_t>();
+  a.num_points = points.size(0);
+  a.point_stride = points.size(1);
+  a.offsets = offsets.data_ptr<int64_t>();
+  a.batch = offsets.size(0);
+  a.lidar2img = lidar2img.data_ptr<scalar_t>();
+  a.image_hw = image_hw.data_ptr<scalar_t>();
+  a.num_cams = lidar2img.size(1);
+  // the scalars are cast to the compute dtype first (csrc/ops.h)
+  a.min_depth = static_cast<scalar_t>(min_depth);
+  a.margin = static_cast<scalar_t>(margin);
+  return a;
+}
+
+at::TensorOptions long_options(const at::Tensor& like) {
+  return like.options().dtype(at::kLong);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- projection
+std::vector<at::Tensor> project_points_cuda(const at::Tensor& points, const at::Tensor& offsets,
+                                            const at::Tensor& lidar2img,
+                                            const at::Tensor& image_hw, double min_depth,
+                                            double margin) {
+  const c10::cuda::CUDAGuard guard(points.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t num_cams = lidar2img.dim() == 4 ? lidar2img.size(1) : 0;
+  const int64_t candidates = points.size(0) * num_cams;
+  const at::Tensor keep = at::empty({candidates}, points.options().dtype(at::kByte));
+  at::Tensor position;
+  int64_t pairs = 0;
+  if (candidates > 0) {
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_points_cuda", [&] {
+      const auto args =
+          projection_args<scalar_t>(points, offsets, lidar2img, image_hw, min_depth, margin);
+      check_launch(cuda::project_points_flags<scalar_t>(args, keep.data_ptr<uint8_t>(), stream),
+                   "project_points");
+    });
+    std::tie(position, pairs) = scan_keep(keep);
+  }
+  at::Tensor point_index = at::empty({pairs}, long_options(points));
+  at::Tensor camera_index = at::empty({pairs}, long_options(points));
+  at::Tensor uv = at::empty({pairs, 2}, points.options());
+  at::Tensor depth = at::empty({pairs}, points.options());
+  at::Tensor batch_index = at::empty({pairs}, long_options(points));
+  if (pairs > 0) {
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_points_cuda", [&] {
+      const auto args =
+          projection_args<scalar_t>(points, offsets, lidar2img, image_hw, min_depth, margin);
+      check_launch(cuda::project_points_compact<scalar_t>(
+                       args, keep.data_ptr<uint8_t>(), position.data_ptr<int64_t>(),
+                       point_index.data_ptr<int64_t>(), camera_index.data_ptr<int64_t>(),
+                       uv.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(),
+                       batch_index.data_ptr<int64_t>(), stream),
+                   "project_points");
+    });
+  }
+  return {point_index, camera_index, uv, depth, batch_index};
+}
+
+// ---------------------------------------------------------------- visibility
+at::Tensor visibility_cuda(const at::Tensor& uv, const at::Tensor& depth,
+                           const at::Tensor& image_index, const at::Tensor& image_hw,
+                           int64_t window, double depth_tolerance, double relative_tolerance) {
+  const c10::cuda::CUDAGuard guard(depth.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t pairs = depth.size(0);
+  at::Tensor visible = at::empty({pairs}, depth.options().dtype(at::kBool));
+  const int64_t images = image_hw.size(0);
+  if (pairs == 0 || images == 0) {
+    if (pairs > 0) visible.fill_(false);
+    return visible;
+  }
+  // one depth buffer per image with its own (H, W), laid out one after another
+  const at::Tensor sizes = image_hw.select(1, 0) * image_hw.select(1, 1);
+  const at::Tensor end = at::cumsum(sizes, 0);
+  const int64_t buffer_size = end[-1].item<int64_t>();
+  const at::Tensor start = (end - sizes).contiguous();
+  AT_DISPATCH_FLOATING_TYPES(depth.scalar_type(), "visibility_cuda", [&] {
+    // workspace: buffer_size ordered keys of sizeof(scalar_t) bytes
+    at::Tensor workspace = at::empty({std::max<int64_t>(buffer_size, 1)}, depth.options());
+    check_launch(cuda::visibility<scalar_t>(
+                     uv.data_ptr<scalar_t>(), depth.data_ptr<scalar_t>(),
+                     image_index.data_ptr<int64_t>(), pairs, image_hw.data_ptr<int64_t>(),
+                     start.data_ptr<int64_t>(), images, workspace.data_ptr<scalar_t>(),
+                     buffer_size, window, static_cast<scalar_t>(depth_tolerance),
+                     static_cast<scalar_t>(relative_tolerance), visible.data_ptr<bool>(),
+                     stream),
+                 "visibility");
+  });
+  return visible;
+}
+
+// ---------------------------------------------------------------- pixel gather
+at::Tensor gather_forward_cuda(const at::Tensor& features, const at::Tensor& image_index,
+                               const at::Tensor& coords) {
+  const c10::cuda::CUDAGuard guard(features.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t pairs = image_index.size(0);
+  const int64_t channels = features.size(1);
+  at::Tensor out = at::empty({pairs, channels}, features.options());
+  if (pairs * channels == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "gather_forward_cuda", [&] {
+    check_launch(cuda::gather_forward<scalar_t>(
+                     features.data_ptr<scalar_t>(), features.size(0), channels,
+                     features.size(2), features.size(3), image_index.data_ptr<int64_t>(),
+                     coords.data_ptr<scalar_t>(), pairs, out.data_ptr<scalar_t>(), stream),
+                 "gather_forward");
+  });
+  return out;
+}
+
+at::Tensor gather_backward_cuda(const at::Tensor& grad_out, const at::Tensor& image_index,
+                                const at::Tensor& coords, int64_t num_images, int64_t height,
+                                int64_t width) {
+  const c10::cuda::CUDAGuard guard(grad_out.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t pairs = image_index.size(0);
+  const int64_t channels = grad_out.size(1);
+  at::Tensor grad = at::zeros({num_images, channels, height, width}, grad_out.options());
+  if (pairs * channels == 0 || grad.numel() == 0) return grad;
+  AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "gather_backward_cuda", [&] {
+    check_launch(cuda::gather_backward<scalar_t>(
+                     grad_out.data_ptr<scalar_t>(), image_index.data_ptr<int64_t>(),
+                     coords.data_ptr<scalar_t>(), pairs, channels, num_images, height, width,
+                     grad.data_ptr<scalar_t>(), stream),
+                 "gather_backward");
+  });
+  return grad;
+}
+
+// ---------------------------------------------------------------- region pooling
+std::vector<at::Tensor> region_pool_forward_cuda(const at::Tensor& features,
+                                                 const at::Tensor& region_ids,
+                                                 int64_t num_regions, int64_t reduce) {
+  TORCH_CHECK(reduce >= 0 && reduce <= 2, "region_pool_forward (CUDA): reduce must be 0..2");
+  const c10::cuda::CUDAGuard guard(features.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t points = features.size(0);
+  const int64_t channels = features.size(1);
+  const bool is_max = reduce == 1;
+  at::Tensor counts = at::zeros({num_regions}, long_options(features));
+  // max writes every element (features[argmax] or 0); mean/sum accumulate into zeros
+  at::Tensor pooled = is_max ? at::empty({num_regions, channels}, features.options())
+                             : at::zeros({num_regions, channels}, features.options());
+  at::Tensor argmax = is_max ? at::empty({num_regions, channels}, long_options(features))
+                             : at::empty({0}, long_options(features));
+  if (num_regions == 0) return {pooled, counts, argmax};
+  AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "region_pool_forward_cuda", [&] {
+    at::Tensor workspace = is_max ? at::empty({num_regions * channels}, features.options())
+                                  : at::Tensor();
+    check_launch(cuda::region_pool_forward<scalar_t>(
+                     features.data_ptr<scalar_t>(), region_ids.data_ptr<int64_t>(), points,
+                     channels, num_regions, static_cast<int>(reduce),
+                     pooled.data_ptr<scalar_t>(), counts.data_ptr<int64_t>(),
+                     is_max ? argmax.data_ptr<int64_t>() : nullptr,
+                     is_max ? workspace.data_ptr<scalar_t>() : nullptr, stream),
+                 "region_pool_forward");
+  });
+  return {pooled, counts, argmax};
+}
+
+at::Tensor region_pool_backward_cuda(const at::Tensor& grad_pooled,
+                                     const at::Tensor& region_ids, const at::Tensor& counts,
+                                     const at::Tensor& argmax, int64_t num_points,
+                                     int64_t reduce) {
+  TORCH_CHECK(reduce >= 0 && reduce <= 2, "region_pool_backward (CUDA): reduce must be 0..2");
+  const c10::cuda::CUDAGuard guard(grad_pooled.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t regions = grad_pooled.size(0);
+  const int64_t channels = grad_pooled.size(1);
+  at::Tensor grad = at::zeros({num_points, channels}, grad_pooled.options());
+  if (grad.numel() == 0 || regions == 0) return grad;
+  const bool is_max = reduce == 1;
+  AT_DISPATCH_FLOATING_TYPES(grad_pooled.scalar_type(), "region_pool_backward_cuda", [&] {
+    check_launch(cuda::region_pool_backward<scalar_t>(
+                     grad_pooled.data_ptr<scalar_t>(), region_ids.data_ptr<int64_t>(),
+                     counts.data_ptr<int64_t>(), is_max ? argmax.data_ptr<int64_t>() : nullptr,
+                     num_points, channels, regions, static_cast<int>(reduce),
+                     grad.data_ptr<scalar_t>(), stream),
+                 "region_pool_backward");
+  });
+  return grad;
+}
+
+// ---------------------------------------------------------------- fused project + pool
+std::vector<at::Tensor> project_pool_cuda(const at::Tensor& points, const at::Tensor& offsets,
+                                          const at::Tensor& lidar2img,
+                                          const at::Tensor& image_hw,
+                                          const at::Tensor& superpixels,
+                                          int64_t num_superpixels, const at::Tensor& features,
+                                          double min_depth, double margin) {
+  const c10::cuda::CUDAGuard guard(points.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t batch = offsets.size(0);
+  const int64_t num_cams = lidar2img.size(1);
+  const int64_t channels = features.size(1);
+  const int64_t sp_height = superpixels.size(2), sp_width = superpixels.size(3);
+  const int64_t regions = batch * num_cams * num_superpixels;
+  const int64_t candidates = points.size(0) * num_cams;
+  at::Tensor pooled = at::zeros({regions, channels}, features.options());
+  at::Tensor counts = at::zeros({regions}, long_options(points));
+  const at::Tensor keep = at::empty({candidates}, points.options().dtype(at::kByte));
+  at::Tensor position;
+  int64_t pairs = 0;
+  if (candidates > 0) {
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_pool_cuda", [&] {
+      const auto args =
+          projection_args<scalar_t>(points, offsets, lidar2img, image_hw, min_depth, margin);
+      check_launch(cuda::project_pool_flags<scalar_t>(
+                       args, superpixels.data_ptr<int64_t>(), sp_height, sp_width,
+                       num_superpixels, keep.data_ptr<uint8_t>(), stream),
+                   "project_pool");
+    });
+    std::tie(position, pairs) = scan_keep(keep);
+  }
+  at::Tensor pair_point = at::empty({pairs}, long_options(points));
+  at::Tensor pair_region = at::empty({pairs}, long_options(points));
+  if (pairs > 0) {
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_pool_cuda", [&] {
+      const auto args =
+          projection_args<scalar_t>(points, offsets, lidar2img, image_hw, min_depth, margin);
+      check_launch(cuda::project_pool_finish<scalar_t>(
+                       args, superpixels.data_ptr<int64_t>(), sp_height, sp_width,
+                       num_superpixels, keep.data_ptr<uint8_t>(),
+                       position.data_ptr<int64_t>(), pairs, features.data_ptr<scalar_t>(),
+                       channels, pair_point.data_ptr<int64_t>(),
+                       pair_region.data_ptr<int64_t>(), pooled.data_ptr<scalar_t>(),
+                       counts.data_ptr<int64_t>(), stream),
+                   "project_pool");
+    });
+  }
+  return {pooled, counts, pair_point, pair_region};
+}
+
+// ---------------------------------------------------------------- serialization
+at::Tensor serialize_cuda(const at::Tensor& coords, const at::Tensor& batch_index,
+                          int64_t order, int64_t depth) {
+  TORCH_CHECK(order >= 0 && order <= 3, "serialize (CUDA): order must be 0..3");
+  TORCH_CHECK(depth >= 1 && depth <= 16, "serialize (CUDA): depth must lie in [1, 16]");
+  const c10::cuda::CUDAGuard guard(coords.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t points = coords.size(0);
+  at::Tensor keys = at::empty({points}, long_options(coords));
+  if (points == 0) return keys;
+  check_launch(cuda::serialize(coords.data_ptr<int64_t>(), batch_index.data_ptr<int64_t>(),
+                               points, static_cast<int>(order), static_cast<int>(depth),
+                               keys.data_ptr<int64_t>(), stream),
+               "serialize");
+  return keys;
+}
+
+}  // namespace lidarcl
+
+#endif  // WITH_CUDA
