@@ -51,8 +51,11 @@ def extension_modules():
         ext = CppExtension("lidarcl._C", cpp, extra_compile_args={"cxx": cxx},
                            extra_link_args=link)
     import shutil
+    import sys
 
-    # ninja compiles the sources in parallel (tools/setup_env.sh installs it)
+    # ninja compiles the sources in parallel (tools/setup_env.sh installs it into the venv,
+    # whose bin/ is not on PATH when pip is run as .venv/bin/python -m pip)
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     use_ninja = shutil.which("ninja") is not None
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=use_ninja)}
 

@@ -224,6 +224,23 @@ def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, su
     if with_devkit and chains is not None:  # same work on both sides
         devkit_pairs = sum(len(idx) for idx, _, _ in devkit_projection(points_np, chains))
         assert devkit_pairs == res.point_index.numel(), (devkit_pairs, res.point_index.numel())
+    # bytes an op must at least read and write (inputs it reads + outputs), for the
+    # achieved-bandwidth column on a GPU
+    def nbytes(*tensors):
+        return sum(t.numel() * t.element_size() for t in tensors)
+    pairs = res.point_index.numel()
+    moved = {
+        "projection": nbytes(points[:, :3]) + nbytes(*res),
+        "visibility": nbytes(res.uv, res.depth, image_index) + pairs,
+        "gather": pairs * (4 * CHANNELS_FEAT * 4 + 8 + 8 + CHANNELS_FEAT * 4),
+        "point pool": nbytes(points[:, :3]) + pairs * (CHANNELS_FEAT * 4 + 2 + 16)
+        + num_regions * (CHANNELS_FEAT * 4 + 8),
+        "pixel pool": nbytes(pixel_rows, pixel_region) + num_regions * (CHANNELS_FEAT * 4 + 8),
+        "serialize": nbytes(voxels, voxel_batch) + len(points) * 8,
+    }
+    moved["gather (channels-last)"] = moved["gather"]
+    moved["projection + pooling"] = moved["projection"] + moved["point pool"] \
+        + moved["pixel pool"]
     results = []
     thread_list = threads if device == "cpu" else [torch.get_num_threads()]
     for t in thread_list:
@@ -241,8 +258,12 @@ def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, su
                 devkit = timed(lambda: devkit_projection(points_np, chains), "cpu")
         results.append((t, times, devkit))
     info = {"points": len(points), "pairs": int(res.point_index.numel()),
-            "superpixels": num_sp, "pixel rows": len(pixel_rows)}
+            "superpixels": num_sp, "pixel rows": len(pixel_rows), "bytes": moved}
     return results, info
+
+
+# HBM peak bandwidth (GB/s) of the GPUs this project is lent; --peak-gbps overrides
+PEAK_GBPS = {"H100": 3350.0, "H200": 4800.0, "A100": 2039.0}
 
 
 def bandwidth_note(device: str) -> str:
@@ -250,6 +271,26 @@ def bandwidth_note(device: str) -> str:
         return ""
     props = torch.cuda.get_device_properties(0)
     return f"{props.name}, {props.total_memory / 2 ** 30:.0f} GiB"
+
+
+def peak_gbps(override: float | None) -> float | None:
+    if override:
+        return override
+    name = torch.cuda.get_device_properties(0).name
+    return next((v for k, v in PEAK_GBPS.items() if k in name), None)
+
+
+def print_gpu_table(name: str, info: dict, results, peak: float | None) -> None:
+    print(f"\n## {name}: {info['points']:,} points, {info['pairs']:,} pairs (cuda)")
+    print("| op | kernel ms | reference ms | reference / kernel | GB/s (min. bytes) | "
+          "% of peak |")
+    print("|---|---|---|---|---|---|")
+    for _, times, _ in results:
+        for op, (k, r) in times.items():
+            gbps = info["bytes"][op] / k / 1e9
+            share = f"{100 * gbps / peak:.1f}%" if peak else "?"
+            print(f"| {op} | {k * 1e3:.3f} | {r * 1e3:.3f} | {r / k:.1f}x | {gbps:.0f} | "
+                  f"{share} |")
 
 
 def print_table(name: str, info: dict, results, device: str) -> None:
@@ -289,10 +330,13 @@ def main(args) -> int:
           f"({[int(m.max()) + 1 for m in superpixels[0]]} segments)")
     print(f"torch {torch.__version__}, {bandwidth_note(device) or 'CPU'}; "
           f"threads: {args.threads}")
-    workloads = [("real keyframe", points), ("10-sweep accumulation",
+    workloads = [("real keyframe", points), (f"{args.sweeps}-sweep accumulation",
                                              accumulate_sweeps(points, args.sweeps))]
     for name, pts in workloads:
         results, info = run_workload(name, pts, lidar2img, image_hw, superpixels, chains,
                                      args.threads, device, with_devkit=device == "cpu")
-        print_table(name, info, results, device)
+        if device == "cuda":
+            print_gpu_table(name, info, results, peak_gbps(args.peak_gbps))
+        else:
+            print_table(name, info, results, device)
     return 0

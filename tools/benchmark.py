@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ops.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ops.add_argument("--sweeps", type=int, default=10)
+    ops.add_argument("--peak-gbps", type=float, default=None,
+                     help="GPU memory bandwidth peak for the %% of peak column")
     ops.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
     return parser
 
