@@ -36,7 +36,8 @@ std::vector<at::Tensor> project_points_cpu(const at::Tensor& points, const at::T
                                            double margin);
 
 // ---------------------------------------------------------------- visibility
-// uv (M, 2), depth (M,) float32|float64; image_index (M,) int64 in [0, I); image_hw (I, 2)
+// uv (M, 2), depth (M,) float32|float64, finite (the Python API rejects non-finite values;
+// projection never yields them); image_index (M,) int64 in [0, I); image_hw (I, 2)
 // int64 (height, width). A pair sits on pixel (y, x) = (clamp(floor(v), 0, H-1),
 // clamp(floor(u), 0, W-1)) of its image; z_min = min depth over the pairs of the same image
 // whose pixel lies in the (2*window+1)^2 neighbourhood of that pixel. Keeps the pair iff
@@ -66,7 +67,8 @@ at::Tensor gather_backward_cpu(const at::Tensor& grad_out, const at::Tensor& ima
 // reduce: 0 = mean, 1 = max, 2 = sum.
 // Returns {pooled (R, C), counts (R,) int64, argmax (R, C) int64}. Empty regions give 0
 // and count 0. For max, argmax is the smallest point index reaching the maximum (-1 for an
-// empty region); for mean/sum argmax is an empty (0,) tensor.
+// empty region), NaN counting as the largest value (the first NaN row wins); for mean/sum
+// argmax is an empty (0,) tensor.
 std::vector<at::Tensor> region_pool_forward_cpu(const at::Tensor& features,
                                                 const at::Tensor& region_ids,
                                                 int64_t num_regions, int64_t reduce);

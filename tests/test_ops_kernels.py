@@ -206,6 +206,18 @@ def test_region_pool_max_ties_go_to_smallest_index():
     assert features.grad.tolist() == [[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
 
 
+def test_region_pool_max_nan_propagates_like_amax():
+    features = torch.tensor([[1.0, 2.0], [float("nan"), 0.0], [3.0, float("nan")],
+                             [float("nan"), 1.0]], requires_grad=True)
+    ids = torch.tensor([0, 0, 0, 0])
+    for fn in (ops.region_pool, ops.region_pool_reference):
+        out = fn(features, ids, 1, "max")
+        assert out.features.isnan().tolist() == [[True, True]]
+        (grad,) = torch.autograd.grad(out.features.sum(), features)
+        # the first NaN row of each channel gets the gradient
+        assert grad.tolist() == [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
+
+
 @pytest.mark.parametrize("reduce", ["mean", "max", "sum"])
 def test_region_pool_gradcheck_and_edge_cases(reduce):
     gen = torch.Generator().manual_seed(3)

@@ -325,6 +325,11 @@ def test_visibility_validation():
         visibility_reference(res, torch.tensor([5, 5]))
     with pytest.raises(TypeError, match="result"):
         visibility_reference((1, 2), torch.tensor([[5, 5]]))
+    made = ProjectionResult(torch.tensor([0, 1]), torch.tensor([0, 0]),
+                            torch.tensor([[1.0, 1.0], [float("inf"), 2.0]]),
+                            torch.tensor([3.0, 4.0]))
+    with pytest.raises(ValueError, match="non-finite"):
+        visibility_reference(made, torch.tensor([[5, 5]]))
 
 
 # ------------------------------------------------------------------ validation

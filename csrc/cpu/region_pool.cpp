@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "../ops.h"
@@ -57,7 +58,9 @@ std::vector<at::Tensor> forward_impl(const at::Tensor& features, const at::Tenso
           const int64_t i = csr.rows[j];
           const T* row = f + i * channels;
           for (int64_t c = 0; c < channels; ++c)
-            if (row[c] > acc[c]) {  // strict: the smallest row index wins ties
+            // strict: the smallest row index wins ties; NaN is the largest value (it
+            // propagates, the first NaN row wins)
+            if (row[c] > acc[c] || (std::isnan(row[c]) && !std::isnan(acc[c]))) {
               acc[c] = row[c];
               arg[c] = i;
             }

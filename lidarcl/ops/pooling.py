@@ -8,7 +8,8 @@ and pool to zeros (never a division by zero).
 
 ``reduce="max"`` routes the gradient of each output channel to one input: the smallest
 point index reaching the maximum (torch's own ``scatter_reduce`` would split it among
-ties), so the reference and the kernels agree exactly.
+ties), so the reference and the kernels agree exactly. NaN counts as the largest value
+(it propagates, as ``torch.amax`` does), the first NaN row being the argmax.
 """
 from __future__ import annotations
 
@@ -96,7 +97,8 @@ def region_pool_reference(features: torch.Tensor, region_ids: torch.Tensor, num_
     index = ids[:, None].expand(-1, channels)
     peak = values.new_full((num_regions, channels), float("-inf")).scatter_reduce(
         0, index, values, reduce="amax", include_self=True)
-    at_peak = values == peak[ids]
+    # NaN is the largest value (it propagates, as in torch.amax): its first row wins
+    at_peak = (values == peak[ids]) | (values.isnan() & peak[ids].isnan())
     candidate = torch.where(at_peak, rows[:, None].expand(-1, channels),
                             torch.full_like(index, features.shape[0]))
     argmax = torch.full((num_regions, channels), features.shape[0], dtype=torch.int64,

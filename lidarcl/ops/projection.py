@@ -282,6 +282,9 @@ def prepare_visibility(result, image_hw, window: int, depth_tolerance: float,
                              f"{tuple(image_hw.shape)})")
         if int(hw.min()) <= 0:
             raise ValueError(f"image_hw sizes must be positive, got {image_hw.tolist()}")
+        if not (bool(torch.isfinite(uv).all()) and bool(torch.isfinite(depth).all())):
+            raise ValueError("result has non-finite uv or depth (projection never gives "
+                             "them; a hand-made result must not either)")
     return uv, depth, image, hw
 
 
