@@ -102,6 +102,8 @@ at::Tensor visibility(const at::Tensor& uv, const at::Tensor& depth,
                     std::get<1>(range).item<int64_t>() < image_hw.size(0),
                 "image_index out of range [0, ", image_hw.size(0), ")");
     TORCH_CHECK(image_hw.min().item<int64_t>() > 0, "image_hw sizes must be positive");
+    TORCH_CHECK(image_hw.max().item<int64_t>() < (int64_t(1) << 31),
+                "image_hw sizes must be below 2^31");
   }
   LIDARCL_DISPATCH(visibility, depth, uv, depth, image_index, image_hw, window,
                    depth_tolerance, relative_tolerance);
@@ -148,6 +150,12 @@ at::Tensor gather_backward(const at::Tensor& grad_out, const at::Tensor& image_i
               "grad_out must have shape (M, C)");
   check_gather(grad_out, image_index, coords);
   TORCH_CHECK(num_images >= 0 && height > 0 && width > 0, "bad feature map shape");
+  if (!grad_out.is_cuda() && image_index.numel() > 0) {
+    const auto range = at::aminmax(image_index);
+    TORCH_CHECK(std::get<0>(range).item<int64_t>() >= 0 &&
+                    std::get<1>(range).item<int64_t>() < num_images,
+                "image_index out of range [0, ", num_images, ")");
+  }
 #ifdef WITH_CUDA
   if (grad_out.is_cuda())
     return gather_backward_cuda(grad_out, image_index, coords, num_images, height, width);
@@ -200,6 +208,12 @@ at::Tensor region_pool_backward(const at::Tensor& grad_pooled, const at::Tensor&
     check(argmax, "argmax", grad_pooled);
     check_dtype(argmax, "argmax", at::kLong);
     TORCH_CHECK(argmax.sizes() == grad_pooled.sizes(), "argmax must have shape (R, C)");
+    if (!grad_pooled.is_cuda() && argmax.numel() > 0) {
+      const auto range = at::aminmax(argmax);
+      TORCH_CHECK(std::get<0>(range).item<int64_t>() >= -1 &&
+                      std::get<1>(range).item<int64_t>() < num_points,
+                  "argmax out of range [-1, ", num_points, ")");
+    }
   }
   LIDARCL_DISPATCH(region_pool_backward, grad_pooled, grad_pooled, region_ids, counts, argmax,
                    num_points, reduce);
@@ -223,7 +237,7 @@ std::vector<at::Tensor> project_pool(const at::Tensor& points, const at::Tensor&
                   superpixels.size(1) == lidar2img.size(1),
               "superpixels must have shape (B, K, H, W)");
   TORCH_CHECK(num_superpixels >= 1, "num_superpixels must be >= 1");
-  if (superpixels.numel() > 0)  // ids are range-checked where the kernels read them
+  if (superpixels.size(0) * superpixels.size(1) > 0)  // ids are checked where they are read
     TORCH_CHECK(superpixels.size(2) > 0 && superpixels.size(3) > 0, "empty superpixel maps");
   check(features, "features", points);
   check_dtype(features, "features", points.scalar_type());

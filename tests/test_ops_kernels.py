@@ -454,3 +454,81 @@ def test_real_frame_gather_pool_serialize(real_frame):
         keys = ops.serialize(voxels, batch, order)
         assert torch.equal(keys, ops.serialize_reference(voxels, batch, order))
         assert torch.equal(keys[-100:], keys[:100])
+
+
+# ------------------------------------------------------------------ review regressions
+def test_project_pool_rejects_empty_maps_and_index_overflow():
+    pts = torch.tensor([[0.5, 0.5, 2.0]])
+    with pytest.raises(ValueError, match="smaller than the images"):  # 0.9 px rounds up
+        ops.project_pool(pts, torch.tensor([1]), torch.eye(4)[None, None],
+                         torch.tensor([[[0.9, 0.9]]]), torch.zeros(1, 1, 0, 0, dtype=torch.long),
+                         3, torch.ones(1, 2), 1.0, 0.0)
+    with pytest.raises(ValueError, match="overflow"):
+        ops.project_pool(pts, torch.tensor([1]), torch.eye(4).expand(1, 8, 4, 4),
+                         torch.full((1, 8, 2), 8.0), torch.zeros(1, 8, 8, 8, dtype=torch.long),
+                         2 ** 61, torch.ones(1, 4))
+    with pytest.raises(RuntimeError, match="empty superpixel maps"):  # direct call
+        compiled().project_pool(pts, torch.tensor([1]), torch.eye(4)[None, None],
+                                torch.tensor([[[0.9, 0.9]]]),
+                                torch.zeros(1, 1, 0, 0, dtype=torch.long), 3, torch.ones(1, 2),
+                                1.0, 0.0)
+
+
+def test_project_pool_pools_in_the_features_dtype():
+    pts = torch.tensor([[0.0, 0.0, 5.0], [0.01, 0.0, 5.0]])  # float32 points
+    mats = torch.eye(4).reshape(1, 1, 4, 4)
+    mats[0, 0, 0, 3] = 2
+    mats[0, 0, 1, 3] = 2
+    hw = torch.tensor([[[8.0, 8.0]]])
+    sp = torch.zeros(1, 1, 8, 8, dtype=torch.int64)
+    feats = torch.tensor([[16777217.0], [-16777216.0]], dtype=torch.float64)  # not float32
+    kern = ops.project_pool(pts, torch.tensor([2]), mats, hw, sp, 1, feats, 0.1, 0.0)
+    ref = ops.project_pool_reference(pts, torch.tensor([2]), mats, hw, sp, 1, feats, 0.1, 0.0)
+    assert kern.features.dtype == torch.float64
+    assert kern.features.tolist() == ref.features.tolist() == [[0.5]]
+
+
+def test_visibility_rejects_huge_sizes_and_keeps_mixed_dtypes_exact():
+    res = ops.ProjectionResult(torch.tensor([0, 1]), torch.tensor([0, 0]),
+                               torch.tensor([[100.0, 10.0], [5.0, 7.0]]),
+                               torch.tensor([3.0, 4.0]))
+    with pytest.raises(ValueError, match="below 2\\^31"):
+        ops.visibility(res, [[2 ** 32, 2 ** 32]])
+    uv = torch.tensor([[0.99999999, 0.5], [1.5, 0.5]], dtype=torch.float64)
+    mixed = ops.ProjectionResult(torch.tensor([0, 1]), torch.tensor([0, 0]), uv,
+                                 torch.tensor([10.0, 5.0]))
+    assert ops.visibility(mixed, [[4, 4]], 0, 0.0).tolist() == [True, True]
+    with pytest.raises(ValueError, match="result fields"):
+        ops.visibility(mixed._replace(camera_index=torch.tensor([0, 0], dtype=torch.int32)),
+                       [[4, 4]])
+
+
+def test_gather_rejects_non_finite_uv_and_empty_output_stays_in_graph():
+    maps = torch.randn(1, 3, 4, 4, requires_grad=True)
+    with pytest.raises(ValueError, match="uv must be finite"):
+        ops.gather_pixel_features(maps, torch.tensor([0]), torch.tensor([[float("nan"), 1.0]]))
+    for fn in (ops.gather_pixel_features, ops.gather_pixel_features_reference):
+        out = fn(maps, torch.zeros(0, dtype=torch.int64), torch.zeros(0, 2))
+        (grad,) = torch.autograd.grad(out.sum(), maps)
+        assert out.shape == (0, 3) and (grad == 0).all()
+
+
+def test_projection_with_gradients_takes_the_differentiable_path():
+    points = torch.tensor([[10.0, 0.5, 0.2]], requires_grad=True)
+    mats = torch.from_numpy(_front_camera()[None]).float()
+    res = ops.project_points(points, mats, torch.tensor([[200, 200]]))
+    (grad,) = torch.autograd.grad(res.uv.sum(), points)
+    assert grad.abs().sum() > 0
+
+
+def test_reference_max_pool_of_no_rows_and_direct_call_bounds():
+    out = ops.region_pool_reference(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64), 2,
+                                    "max")
+    assert out.features.shape == (2, 3) and (out.features == 0).all()
+    ext = compiled()
+    with pytest.raises(RuntimeError, match="image_index out of range"):
+        ext.gather_backward(torch.ones(1, 4), torch.tensor([10 ** 6]), torch.zeros(1, 2), 1, 4,
+                            4, False)
+    with pytest.raises(RuntimeError, match="argmax out of range"):
+        ext.region_pool_backward(torch.ones(1, 2), torch.tensor([0]), torch.tensor([1]),
+                                 torch.tensor([[5, 0]]), 1, 1)

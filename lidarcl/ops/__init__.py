@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from lidarcl.ops._extension import compiled, warn_reference_fallback
-from lidarcl.ops.gather import (feature_coordinates, gather_pixel_features_reference,
-                                validate_gather_args)
+from lidarcl.ops.gather import (empty_rows, feature_coordinates,
+                                gather_pixel_features_reference, validate_gather_args)
 from lidarcl.ops.pooling import (REDUCTIONS, ProjectPoolResult, RegionPoolResult,
                                  project_pool_reference, region_pool_reference,
                                  validate_project_pool_args, validate_region_pool_args)
@@ -46,16 +46,23 @@ def _kernels_for(op: str, device: torch.device, dtype: torch.dtype | None = None
     return ext
 
 
+def _wants_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 # ------------------------------------------------------------------ projection
 def project_points(points, lidar2img, image_hw, min_depth: float = 1.0,
                    margin: float = 1.0) -> ProjectionResult:
     """(point, camera, u, v, depth) pairs of one sample, with nuscenes-devkit's rule
     ``depth > min_depth``, ``margin < u < W - margin``, ``margin < v < H - margin``
-    (see :func:`lidarcl.ops.projection.project_points_reference`)."""
+    (see :func:`lidarcl.ops.projection.project_points_reference`). When ``points`` or
+    ``lidar2img`` require a gradient the (differentiable) reference runs."""
     _check_points(points)
     _check_matrices(lidar2img, points)
     image_hw = _as_image_hw(image_hw, points.device, (lidar2img.shape[0], 2))
     _check_scalars(min_depth, margin)
+    if _wants_grad(points, lidar2img):  # uv / depth differentiable: the reference path
+        return project_points_reference(points, lidar2img, image_hw, min_depth, margin)
     ext = _kernels_for("project_points", points.device)
     if ext is None:
         return project_points_reference(points, lidar2img, image_hw, min_depth, margin)
@@ -85,7 +92,8 @@ def project_points_batched(points, offsets, lidar2img, image_hw, min_depth: floa
                          f"offsets, got {tuple(lidar2img.shape)}")
     image_hw = _as_image_hw(image_hw, points.device, (batch, lidar2img.shape[1], 2))
     _check_scalars(min_depth, margin)
-    ext = _kernels_for("project_points_batched", points.device)
+    ext = None if _wants_grad(points, lidar2img) else _kernels_for("project_points_batched",
+                                                                   points.device)
     if ext is None:
         return project_points_batched_reference(points, offsets, lidar2img, image_hw,
                                                 min_depth, margin)
@@ -103,7 +111,7 @@ def visibility(result, image_hw, window: int = 1, depth_tolerance: float = 0.3,
     uv, depth, image, hw = prepare_visibility(result, image_hw, window, depth_tolerance,
                                               relative_tolerance)
     ext = _kernels_for("visibility", depth.device, depth.dtype)
-    if ext is None:
+    if ext is None or uv.dtype != depth.dtype:  # a hand-made result mixing dtypes
         return visibility_reference(result, image_hw, window, depth_tolerance,
                                     relative_tolerance)
     return ext.visibility(uv.to(depth.dtype).contiguous(), depth.contiguous(),
@@ -145,7 +153,7 @@ def gather_pixel_features(features, image_index, uv, stride=1) -> torch.Tensor:
     if ext is None:
         return gather_pixel_features_reference(features, image_index, uv, stride)
     if image_index.numel() == 0:
-        return features.new_zeros((0, features.shape[1]))
+        return empty_rows(features)
     if not (features.device.type == "cpu"
             and features.is_contiguous(memory_format=torch.channels_last)):
         features = features.contiguous()  # channels-last maps are read in place on the CPU
@@ -185,8 +193,8 @@ def region_pool(features, region_ids, num_regions: int, reduce: str = "mean"
     if ext is None:
         return region_pool_reference(features, region_ids, num_regions, reduce)
     pooled, counts = _RegionPool.apply(features.contiguous(),
-                                       region_ids.to(torch.int64).contiguous(), num_regions,
-                                       reduce_code)
+                                       region_ids.to(torch.int64).contiguous(),
+                                       int(num_regions), reduce_code)
     return RegionPoolResult(pooled, counts)
 
 
@@ -227,6 +235,25 @@ def project_pool(points, offsets, lidar2img, image_hw, superpixels, num_superpix
         return project_pool_reference(points, offsets, lidar2img, image_hw, superpixels,
                                       num_superpixels, features, min_depth, margin)
     dtype = _compute_dtype(points)
+    num_superpixels = int(num_superpixels)
+    if features.dtype != dtype:
+        # the fused kernel sums in the points' dtype; the reference pools in the features'
+        # dtype: compose the projection and pooling kernels instead (same result)
+        proj = project_points_batched(points, offsets, lidar2img, image_hw, min_depth, margin)
+        height, width = superpixels.shape[2:]
+        x = torch.floor(proj.uv[:, 0]).to(torch.int64).clamp(0, width - 1)
+        y = torch.floor(proj.uv[:, 1]).to(torch.int64).clamp(0, height - 1)
+        ids = superpixels[proj.batch_index, proj.camera_index, y, x].to(torch.int64)
+        if ids.numel() and (int(ids.min()) < -1 or int(ids.max()) >= num_superpixels):
+            raise ValueError(f"superpixels ids must lie in [-1, num_superpixels="
+                             f"{num_superpixels}) where points land")
+        keep = ids >= 0
+        pair_point = proj.point_index[keep]
+        pair_region = (proj.batch_index[keep] * lidar2img.shape[1] + proj.camera_index[keep]) \
+            * num_superpixels + ids[keep]
+        pooled = region_pool(features[pair_point], pair_region,
+                             lidar2img.shape[0] * lidar2img.shape[1] * num_superpixels)
+        return ProjectPoolResult(pooled.features, pooled.counts, pair_point, pair_region)
     if superpixels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         superpixels = superpixels.to(torch.int64)
     out = _ProjectPool.apply(features.contiguous(), points.to(dtype).contiguous(),

@@ -42,6 +42,12 @@ def feature_coordinates(uv: torch.Tensor, stride) -> torch.Tensor:
     return (uv + 0.5) / scale - 0.5
 
 
+def empty_rows(features: torch.Tensor) -> torch.Tensor:
+    """A ``(0, C)`` result still attached to ``features``' graph (so that autograd.grad of a
+    loss over no pairs gives zeros rather than an error)."""
+    return features.flatten(2).sum(-1)[:0]
+
+
 def validate_gather_args(features, image_index, uv) -> None:
     """Argument checks of :func:`gather_pixel_features_reference` (shared with the kernels)."""
     if not isinstance(features, torch.Tensor):
@@ -74,6 +80,8 @@ def validate_gather_args(features, image_index, uv) -> None:
                          f"{int(image_index.max())}]")
     if image_index.numel() and (height == 0 or width == 0):
         raise ValueError(f"features have an empty spatial size {(height, width)}")
+    if uv.numel() and not bool(torch.isfinite(uv).all()):
+        raise ValueError("uv must be finite (a NaN or infinite pixel has no feature to read)")
 
 
 def gather_pixel_features_reference(features: torch.Tensor, image_index: torch.Tensor,
@@ -93,7 +101,7 @@ def gather_pixel_features_reference(features: torch.Tensor, image_index: torch.T
     validate_gather_args(features, image_index, uv)
     num_maps, channels, height, width = features.shape
     if image_index.numel() == 0:
-        return features.new_zeros((0, channels))
+        return empty_rows(features)
 
     coords = feature_coordinates(uv, stride)
     x = coords[:, 0].clamp(0, width - 1)

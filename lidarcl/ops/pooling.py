@@ -13,6 +13,8 @@ ties), so the reference and the kernels agree exactly. NaN counts as the largest
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -55,7 +57,8 @@ def validate_region_pool_args(features, region_ids, num_regions, reduce) -> int:
     if region_ids.device != features.device:
         raise ValueError(f"region_ids is on {region_ids.device} but features are on "
                          f"{features.device}")
-    if isinstance(num_regions, bool) or not isinstance(num_regions, int) or num_regions < 0:
+    if isinstance(num_regions, bool) or not isinstance(num_regions, numbers.Integral) \
+            or num_regions < 0:
         raise ValueError(f"num_regions must be an int >= 0, got {num_regions!r}")
     if reduce not in REDUCTIONS:
         raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
@@ -93,6 +96,9 @@ def region_pool_reference(features: torch.Tensor, region_ids: torch.Tensor, num_
             pooled = pooled / counts.clamp(min=1).to(features.dtype)[:, None]
         return RegionPoolResult(pooled, counts)
     # max: value, then the smallest row reaching it, then an index read (gradient to it)
+    if rows.numel() == 0:
+        zeros = features[:0].sum(0, keepdim=True).expand(num_regions, -1)  # in the graph
+        return RegionPoolResult(zeros, counts)
     values = features[rows].detach()
     index = ids[:, None].expand(-1, channels)
     peak = values.new_full((num_regions, channels), float("-inf")).scatter_reduce(
@@ -142,9 +148,12 @@ def validate_project_pool_args(points, offsets, lidar2img, image_hw, superpixels
     if superpixels.device != points.device:
         raise ValueError(f"superpixels is on {superpixels.device} but points are on "
                          f"{points.device}")
-    if isinstance(num_superpixels, bool) or not isinstance(num_superpixels, int) \
+    if isinstance(num_superpixels, bool) or not isinstance(num_superpixels, numbers.Integral) \
             or num_superpixels < 1:
         raise ValueError(f"num_superpixels must be an int >= 1, got {num_superpixels!r}")
+    if batch * num_cams * int(num_superpixels) >= 2 ** 62:
+        raise ValueError(f"B * K * num_superpixels = {batch} * {num_cams} * {num_superpixels} "
+                         "regions overflow int64 indices")
     if check_ids:
         superpixels = superpixels.to(torch.int64)
     if check_ids and superpixels.numel():
@@ -153,7 +162,8 @@ def validate_project_pool_args(points, offsets, lidar2img, image_hw, superpixels
             raise ValueError(f"superpixels ids must lie in [-1, num_superpixels="
                              f"{num_superpixels}), got values in [{low}, {high}]")
     if batch and num_cams:
-        need_h, need_w = int(image_hw[..., 0].max()), int(image_hw[..., 1].max())
+        need_h = max(1, math.ceil(float(image_hw[..., 0].max())))
+        need_w = max(1, math.ceil(float(image_hw[..., 1].max())))
         if superpixels.shape[2] < need_h or superpixels.shape[3] < need_w:
             raise ValueError(f"superpixels maps {tuple(superpixels.shape[2:])} are smaller than "
                              f"the images ({need_h}, {need_w}): they must be at image "

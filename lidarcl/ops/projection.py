@@ -26,6 +26,7 @@ Conventions
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -78,6 +79,9 @@ def _as_image_hw(image_hw, device, expected_shape: tuple, name: str = "image_hw"
         raise TypeError(f"{name} must hold real (integer or float) sizes, got {image_hw.dtype}")
     if image_hw.device != device:
         raise ValueError(f"{name} is on {image_hw.device} but points are on {device}")
+    if image_hw.numel() and (not bool(torch.isfinite(image_hw).all())
+                             or bool((image_hw < 0).any())):
+        raise ValueError(f"{name} must hold finite sizes >= 0, got {image_hw.tolist()}")
     if tuple(image_hw.shape) != expected_shape:
         raise ValueError(f"{name} must have shape {expected_shape} (height, width per camera), "
                          f"got {tuple(image_hw.shape)}")
@@ -108,7 +112,7 @@ def _check_matrices(lidar2img, points: torch.Tensor, name: str = "lidar2img"):
 
 def _check_scalars(min_depth, margin) -> None:
     for name, value in (("min_depth", min_depth), ("margin", margin)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a number, got {type(value).__name__}")
         if value != value:
             raise ValueError(f"{name} must not be NaN")
@@ -254,13 +258,25 @@ def prepare_visibility(result, image_hw, window: int, depth_tolerance: float,
     if not isinstance(result, (ProjectionResult, BatchedProjectionResult)):
         raise TypeError("result must be a ProjectionResult or BatchedProjectionResult, got "
                         f"{type(result).__name__}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+    if isinstance(window, bool) or not isinstance(window, numbers.Integral) or window < 0:
         raise ValueError(f"window must be a non-negative int, got {window!r}")
     for name, value in (("depth_tolerance", depth_tolerance),
                         ("relative_tolerance", relative_tolerance)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     uv, depth, cam = result.uv, result.depth, result.camera_index
+    # a hand-made result gets the checks a projection result passes by construction
+    for field, value in zip(result._fields, result):
+        _check_tensor(f"result.{field}", value)
+    _check_float("result.uv", uv)
+    _check_float("result.depth", depth)
+    num_pairs = depth.shape[0] if depth.dim() == 1 else -1
+    if num_pairs < 0 or tuple(uv.shape) != (num_pairs, 2) or any(
+            getattr(result, f).dtype != torch.int64 or tuple(getattr(result, f).shape)
+            != (num_pairs,) for f in result._fields if f not in ("uv", "depth")):
+        raise ValueError("result fields must be uv (M, 2), depth (M,) and int64 (M,) indices; "
+                         "got " + ", ".join(f"{f} {tuple(v.shape)} {v.dtype}"
+                                            for f, v in zip(result._fields, result)))
     device = depth.device
     batched = isinstance(result, BatchedProjectionResult)
     if not isinstance(image_hw, torch.Tensor):
@@ -282,6 +298,8 @@ def prepare_visibility(result, image_hw, window: int, depth_tolerance: float,
                              f"{tuple(image_hw.shape)})")
         if int(hw.min()) <= 0:
             raise ValueError(f"image_hw sizes must be positive, got {image_hw.tolist()}")
+        if int(hw.max()) >= 2 ** 31:
+            raise ValueError(f"image_hw sizes must be below 2^31, got {image_hw.tolist()}")
         if not (bool(torch.isfinite(uv).all()) and bool(torch.isfinite(depth).all())):
             raise ValueError("result has non-finite uv or depth (projection never gives "
                              "them; a hand-made result must not either)")
