@@ -28,6 +28,7 @@ from lidarcl.ops.projection import (BatchedProjectionResult, ProjectionResult, _
                                     visibility_reference)
 from lidarcl.ops.serialize import (SERIALIZATION_ORDERS, serialize_reference,
                                    validate_serialize_args)
+from lidarcl.ops.voxelize import VOXEL_MODES, VoxelizedBatch, voxelize  # noqa: E402
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
@@ -282,5 +283,5 @@ __all__ = [
     "region_pool", "project_pool", "serialize",
     "project_points_reference", "project_points_batched_reference", "visibility_reference",
     "gather_pixel_features_reference", "region_pool_reference", "project_pool_reference",
-    "serialize_reference",
+    "serialize_reference", "VoxelizedBatch", "VOXEL_MODES", "voxelize",
 ]
