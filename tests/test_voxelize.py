@@ -78,7 +78,18 @@ def test_order_invariance_batch_independence_and_loop_reference():
                       3000 + torch.randperm(2000, generator=gen)])
     shuffled = voxelize(pts[perm], offsets, 0.7, rng)
     assert torch.equal(vox.coords, shuffled.coords)
-    torch.testing.assert_close(vox.features, shuffled.features)
+    assert torch.equal(vox.features, shuffled.features)  # bit-identical (canonical order)
+    # coarse voxels (many points each): input-order pooling is not bit-stable, canonical is
+    coarse = [voxelize(p, offsets, 5.0, rng, canonical=c) for p in (pts, pts[perm])
+              for c in (False, True)]
+    assert not torch.equal(coarse[0].features, coarse[2].features)
+    assert torch.equal(coarse[1].features, coarse[3].features)
+    # gradients reach every in-range point through the canonical pooling
+    feats = pts.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(voxelize(pts, offsets, 0.7, rng, features=feats)
+                                  .features.sum(), feats)
+    inside = vox.point_to_voxel >= 0
+    assert (grad[inside] > 0).all() and (grad[~inside] == 0).all()
     assert torch.equal(vox.point_to_voxel[perm], shuffled.point_to_voxel)
     # sample 0's voxels do not change when sample 1 does
     other = voxelize(torch.cat([a, b * 0.5]), offsets, 0.7, rng)

@@ -85,7 +85,7 @@ def to_voxel_space(xyz: torch.Tensor, mode: str) -> torch.Tensor:
 
 def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_range=None,
              mode: str = "cartesian", features: torch.Tensor | None = None,
-             reduce: str = "mean") -> VoxelizedBatch:
+             reduce: str = "mean", canonical: bool = True) -> VoxelizedBatch:
     """Voxelise concatenated point clouds.
 
     Args:
@@ -99,6 +99,9 @@ def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_rang
         mode: ``"cartesian"`` or ``"cylindrical"``.
         features: ``(N, C)`` features to pool (default: ``points`` itself).
         reduce: ``"mean"``, ``"max"`` or ``"sum"`` (:func:`lidarcl.ops.region_pool`).
+        canonical: pool each voxel's points in an order set by their feature values, so
+            that the result is bit-identical under any permutation of the input points
+            (``C + 2`` stable sorts of the ``N`` points); ``False`` pools in input order.
     """
     from lidarcl.ops import region_pool
 
@@ -155,7 +158,19 @@ def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_rang
     unique_keys, inverse = torch.unique(key[rows], sorted=True, return_inverse=True)
     point_to_voxel = torch.full((points.shape[0],), -1, dtype=torch.int64, device=device)
     point_to_voxel[rows] = inverse
-    pooled = region_pool(features, point_to_voxel, int(unique_keys.numel()), reduce)
+    num_voxels = int(unique_keys.numel())
+    if canonical and rows.numel():
+        # pool the points of a voxel in an order set by their values, not by their input
+        # order: the float sums (and so the features) are then bit-identical for any
+        # permutation of the input points. Successive stable sorts = a lexicographic sort
+        # by (voxel, feature columns).
+        order = rows
+        for column in range(features.shape[1] - 1, -1, -1):
+            order = order[torch.sort(features[order, column].detach(), stable=True).indices]
+        order = order[torch.sort(point_to_voxel[order], stable=True).indices]
+        pooled = region_pool(features[order], point_to_voxel[order], num_voxels, reduce)
+    else:
+        pooled = region_pool(features, point_to_voxel, num_voxels, reduce)
     x = unique_keys % g0
     rest = unique_keys // g0
     y = rest % g1
