@@ -85,7 +85,8 @@ def to_voxel_space(xyz: torch.Tensor, mode: str) -> torch.Tensor:
 
 def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_range=None,
              mode: str = "cartesian", features: torch.Tensor | None = None,
-             reduce: str = "mean", canonical: bool = True) -> VoxelizedBatch:
+             reduce: str = "mean", canonical: bool = True, align: int = 1
+             ) -> VoxelizedBatch:
     """Voxelise concatenated point clouds.
 
     Args:
@@ -95,7 +96,8 @@ def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_rang
             (cylindrical: metres, radians, metres).
         point_range: ``[lo0, lo1, lo2, hi0, hi1, hi2]`` in that system; points outside are
             dropped (``point_to_voxel == -1``). Default: cartesian, the batch's own bounding
-            box; cylindrical, ``rho`` from 0, ``phi`` over ``[-pi, pi)``, ``z`` from the data.
+            box, its low corner moved down to a multiple of ``align`` cells; cylindrical,
+            ``rho`` from 0, ``phi`` over ``[-pi, pi)``, ``z`` as cartesian.
         mode: ``"cartesian"`` or ``"cylindrical"``.
         features: ``(N, C)`` features to pool (default: ``points`` itself).
         reduce: ``"mean"``, ``"max"`` or ``"sum"`` (:func:`lidarcl.ops.region_pool`).
@@ -130,6 +132,10 @@ def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_rang
             lo, hi = space.min(0).values, space.max(0).values
         else:
             lo = hi = space.new_zeros(3)
+        # anchored to multiples of `align` cells: the cell edges (and, with align = 2^k, a
+        # network's k stride-2 groupings) do not move when other samples change the bounds
+        block = lo.new_tensor(size) * align
+        lo = torch.floor(lo / block) * block
         if mode == "cylindrical":
             lo = torch.stack([lo.new_zeros(()), lo.new_tensor(-math.pi), lo[2]])
         # one extra cell so the maximum itself falls inside the half-open range
