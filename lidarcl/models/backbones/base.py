@@ -15,6 +15,8 @@ class BackboneOutput:
     point_features: torch.Tensor  # (N, C); zeros for points outside the voxel grid
     voxel_features: torch.Tensor  # (V, C) at the input voxels
     voxels: VoxelizedBatch        # coords, point_to_voxel, spatial shape of the input grid
+    bev: torch.Tensor | None = None  # (B, C*D, H, W) dense BEV map (BEV encoders only)
+    multi_scale: dict | None = None  # name -> spconv SparseConvTensor (BEV encoders only)
 
 
 def set_conv_algorithm(module: torch.nn.Module, device: torch.device) -> None:
