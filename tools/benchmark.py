@@ -6,6 +6,8 @@ the same run.
 
 ``ops``: the point-pixel kernels against their pure-PyTorch references and the
 nuscenes-devkit numpy path (see ``benchmarks/ops.py``).
+``backbones``: forward and forward+backward time and peak memory of each backbone
+(``benchmarks/backbones.py``)    python tools/benchmark.py backbones [--threads 1 2]
 """
 from __future__ import annotations
 
@@ -28,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--peak-gbps", type=float, default=None,
                      help="GPU memory bandwidth peak for the %% of peak column")
     ops.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
+    bb = sub.add_parser("backbones", help="backbones: forward / backward time, peak memory")
+    bb.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    bb.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    bb.add_argument("--sweeps", type=int, default=10)
+    bb.add_argument("--backbones", nargs="+", default=None)
+    bb.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
     return parser
 
 
@@ -36,6 +44,9 @@ def main(argv=None) -> int:
     if args.command == "ops":
         from benchmarks import ops
         return ops.main(args)
+    if args.command == "backbones":
+        from benchmarks import backbones
+        return backbones.main(args)
     return 2
 
 
