@@ -88,8 +88,8 @@ def main(args) -> int:
         return 1
     names = args.backbones or list(BACKBONES)
     threads = args.threads if args.device == "cpu" else [1]
-    print(f"| backbone | workload | threads | points | voxels | params | forward s | "
-          f"forward+backward s | peak MiB |")
+    print("| backbone | workload | threads | points | voxels | params | forward s | "
+          "forward+backward s | peak MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         for sweeps in (1, args.sweeps):

@@ -166,6 +166,7 @@ def devkit_projection(points: np.ndarray, chains, min_dist: float = 1.0):
 def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, superpixels,
                  chains, threads: list[int], device: str, with_devkit: bool):
     import lidarcl.ops as ops
+    from lidarcl.ops.pooling import superpixel_pairs
 
     dev = torch.device(device)
     points = torch.from_numpy(points_np).to(dev)
@@ -191,12 +192,10 @@ def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, su
     image_index = res.batch_index * len(CHANNELS) + res.camera_index
 
     def ref_point_pool():
+        # the reference's steps minus its pass over the whole maps (a validation)
         r = ops.project_points_batched_reference(points, offsets, mats_b, hw_b)
-        x = torch.floor(r.uv[:, 0]).long().clamp(0, 1599)
-        y = torch.floor(r.uv[:, 1]).long().clamp(0, 899)
-        ids = sp[r.batch_index, r.camera_index, y, x]
-        region = r.camera_index * num_sp + ids
-        return ops.region_pool_reference(point_feats[r.point_index], region, num_regions)
+        pair_point, region = superpixel_pairs(r, sp, num_sp, len(CHANNELS))
+        return ops.region_pool_reference(point_feats[pair_point], region, num_regions)
 
     rows = {
         "projection": (lambda: ops.project_points_batched(points, offsets, mats_b, hw_b),
@@ -297,7 +296,7 @@ def print_table(name: str, info: dict, results, device: str) -> None:
     print(f"\n## {name}: {info['points']:,} points, {info['pairs']:,} point-camera pairs, "
           f"{info['superpixels']} superpixel ids, {info['pixel rows']:,} pixel rows "
           f"({device})")
-    print(f"| op | threads | kernel ms | reference ms | devkit numpy ms | reference / kernel |")
+    print("| op | threads | kernel ms | reference ms | devkit numpy ms | reference / kernel |")
     print("|---|---|---|---|---|---|")
     for threads, times, devkit in results:
         for op, (k, r) in times.items():

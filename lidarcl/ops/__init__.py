@@ -19,11 +19,11 @@ from lidarcl.ops.gather import (empty_rows, feature_coordinates,
                                 gather_pixel_features_reference, validate_gather_args)
 from lidarcl.ops.pooling import (REDUCTIONS, ProjectPoolResult, RegionPoolResult,
                                  project_pool_reference, region_pool_reference,
+                                 superpixel_pairs,
                                  validate_project_pool_args, validate_region_pool_args)
-from lidarcl.ops.projection import (BatchedProjectionResult, ProjectionResult, _as_image_hw,
-                                    _check_matrices, _check_offsets, _check_points,
-                                    _check_scalars, _check_tensor, _check_float,
+from lidarcl.ops.projection import (BatchedProjectionResult, ProjectionResult,
                                     _compute_dtype, prepare_visibility,
+                                    validate_batched_projection_args, validate_projection_args,
                                     project_points_batched_reference, project_points_reference,
                                     visibility_reference)
 from lidarcl.ops.serialize import (SERIALIZATION_ORDERS, serialize_reference,
@@ -58,10 +58,7 @@ def project_points(points, lidar2img, image_hw, min_depth: float = 1.0,
     ``depth > min_depth``, ``margin < u < W - margin``, ``margin < v < H - margin``
     (see :func:`lidarcl.ops.projection.project_points_reference`). When ``points`` or
     ``lidar2img`` require a gradient the (differentiable) reference runs."""
-    _check_points(points)
-    _check_matrices(lidar2img, points)
-    image_hw = _as_image_hw(image_hw, points.device, (lidar2img.shape[0], 2))
-    _check_scalars(min_depth, margin)
+    image_hw = validate_projection_args(points, lidar2img, image_hw, min_depth, margin)
     if _wants_grad(points, lidar2img):  # uv / depth differentiable: the reference path
         return project_points_reference(points, lidar2img, image_hw, min_depth, margin)
     ext = _kernels_for("project_points", points.device)
@@ -80,19 +77,8 @@ def project_points_batched(points, offsets, lidar2img, image_hw, min_depth: floa
                            margin: float = 1.0) -> BatchedProjectionResult:
     """Batched :func:`project_points` over points concatenated with ``offsets``
     (see :func:`lidarcl.ops.projection.project_points_batched_reference`)."""
-    _check_points(points)
-    offsets = _check_offsets(offsets, points.shape[0], points.device)
-    _check_tensor("lidar2img", lidar2img)
-    _check_float("lidar2img", lidar2img)
-    batch = offsets.numel()
-    if lidar2img.device != points.device:
-        raise ValueError(f"lidar2img is on {lidar2img.device} but points are on {points.device}")
-    if lidar2img.dim() != 4 or tuple(lidar2img.shape[2:]) != (4, 4) \
-            or lidar2img.shape[0] != batch:
-        raise ValueError(f"lidar2img must have shape (B={batch}, K, 4, 4) with B the length of "
-                         f"offsets, got {tuple(lidar2img.shape)}")
-    image_hw = _as_image_hw(image_hw, points.device, (batch, lidar2img.shape[1], 2))
-    _check_scalars(min_depth, margin)
+    offsets, image_hw = validate_batched_projection_args(points, offsets, lidar2img, image_hw,
+                                                         min_depth, margin)
     ext = None if _wants_grad(points, lidar2img) else _kernels_for("project_points_batched",
                                                                    points.device)
     if ext is None:
@@ -241,17 +227,8 @@ def project_pool(points, offsets, lidar2img, image_hw, superpixels, num_superpix
         # the fused kernel sums in the points' dtype; the reference pools in the features'
         # dtype: compose the projection and pooling kernels instead (same result)
         proj = project_points_batched(points, offsets, lidar2img, image_hw, min_depth, margin)
-        height, width = superpixels.shape[2:]
-        x = torch.floor(proj.uv[:, 0]).to(torch.int64).clamp(0, width - 1)
-        y = torch.floor(proj.uv[:, 1]).to(torch.int64).clamp(0, height - 1)
-        ids = superpixels[proj.batch_index, proj.camera_index, y, x].to(torch.int64)
-        if ids.numel() and (int(ids.min()) < -1 or int(ids.max()) >= num_superpixels):
-            raise ValueError(f"superpixels ids must lie in [-1, num_superpixels="
-                             f"{num_superpixels}) where points land")
-        keep = ids >= 0
-        pair_point = proj.point_index[keep]
-        pair_region = (proj.batch_index[keep] * lidar2img.shape[1] + proj.camera_index[keep]) \
-            * num_superpixels + ids[keep]
+        pair_point, pair_region = superpixel_pairs(proj, superpixels, num_superpixels,
+                                                   lidar2img.shape[1])
         pooled = region_pool(features[pair_point], pair_region,
                              lidar2img.shape[0] * lidar2img.shape[1] * num_superpixels)
         return ProjectPoolResult(pooled.features, pooled.counts, pair_point, pair_region)

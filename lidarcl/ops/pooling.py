@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import torch
 
-from lidarcl.ops.projection import (_as_image_hw, _check_float, _check_offsets,
-                                    _check_points, _check_scalars, _check_tensor,
+from lidarcl.ops.projection import (_check_float, _check_tensor,
+                                    validate_batched_projection_args,
                                     project_points_batched_reference)
 
 __all__ = ["RegionPoolResult", "ProjectPoolResult", "REDUCTIONS", "region_pool_reference",
@@ -124,20 +124,9 @@ def validate_project_pool_args(points, offsets, lidar2img, image_hw, superpixels
     ``(offsets int64, image_hw, superpixels)`` (int64 when ``check_ids``).
     ``check_ids=False`` skips the pass over the whole maps and keeps their integer dtype
     (the CPU kernel checks the ids it reads instead)."""
-    _check_points(points)
-    offsets = _check_offsets(offsets, points.shape[0], points.device)
-    batch = offsets.numel()
-    _check_tensor("lidar2img", lidar2img)
-    _check_float("lidar2img", lidar2img)
-    if lidar2img.dim() != 4 or tuple(lidar2img.shape[2:]) != (4, 4) \
-            or lidar2img.shape[0] != batch:
-        raise ValueError(f"lidar2img must have shape (B={batch}, K, 4, 4) with B the length of "
-                         f"offsets, got {tuple(lidar2img.shape)}")
-    if lidar2img.device != points.device:
-        raise ValueError(f"lidar2img is on {lidar2img.device} but points are on {points.device}")
-    num_cams = lidar2img.shape[1]
-    image_hw = _as_image_hw(image_hw, points.device, (batch, num_cams, 2))
-    _check_scalars(min_depth, margin)
+    offsets, image_hw = validate_batched_projection_args(points, offsets, lidar2img, image_hw,
+                                                         min_depth, margin)
+    batch, num_cams = lidar2img.shape[:2]
     _check_tensor("superpixels", superpixels)
     if superpixels.is_floating_point() or superpixels.is_complex() \
             or superpixels.dtype == torch.bool:
@@ -178,6 +167,23 @@ def validate_project_pool_args(points, offsets, lidar2img, image_hw, superpixels
     return offsets, image_hw, superpixels
 
 
+def superpixel_pairs(proj, superpixels: torch.Tensor, num_superpixels: int, num_cams: int):
+    """``(pair_point, pair_region)`` of a batched projection's pairs whose pixel
+    ``(floor(v), floor(u))`` (clamped into the map) holds a superpixel id ``s >= 0``;
+    region ``(b * K + k) * S + s``. Ids outside ``[-1, S)`` under a pair raise."""
+    height, width = superpixels.shape[2:]
+    x = torch.floor(proj.uv[:, 0]).to(torch.int64).clamp(0, width - 1)
+    y = torch.floor(proj.uv[:, 1]).to(torch.int64).clamp(0, height - 1)
+    sp = superpixels[proj.batch_index, proj.camera_index, y, x].to(torch.int64)
+    if sp.numel() and (int(sp.min()) < -1 or int(sp.max()) >= num_superpixels):
+        raise ValueError(f"superpixels ids must lie in [-1, num_superpixels="
+                         f"{num_superpixels}) where points land")
+    keep = sp >= 0
+    region = (proj.batch_index[keep] * num_cams + proj.camera_index[keep]) \
+        * num_superpixels + sp[keep]
+    return proj.point_index[keep], region
+
+
 def project_pool_reference(points: torch.Tensor, offsets: torch.Tensor,
                            lidar2img: torch.Tensor, image_hw, superpixels: torch.Tensor,
                            num_superpixels: int, features: torch.Tensor,
@@ -206,17 +212,7 @@ def project_pool_reference(points: torch.Tensor, offsets: torch.Tensor,
     batch, num_cams = lidar2img.shape[:2]
     proj = project_points_batched_reference(points, offsets, lidar2img, image_hw, min_depth,
                                             margin)
-    height, width = superpixels.shape[2:]
-    if proj.point_index.numel():
-        x = torch.floor(proj.uv[:, 0]).to(torch.int64).clamp(0, width - 1)
-        y = torch.floor(proj.uv[:, 1]).to(torch.int64).clamp(0, height - 1)
-        sp = superpixels[proj.batch_index, proj.camera_index, y, x]
-    else:
-        sp = proj.point_index.clone()
-    keep = sp >= 0
-    pair_point = proj.point_index[keep]
-    pair_region = (proj.batch_index[keep] * num_cams + proj.camera_index[keep]) \
-        * num_superpixels + sp[keep]
+    pair_point, pair_region = superpixel_pairs(proj, superpixels, num_superpixels, num_cams)
     pooled = region_pool_reference(features[pair_point], pair_region,
                                    batch * num_cams * num_superpixels, "mean")
     return ProjectPoolResult(pooled.features, pooled.counts, pair_point, pair_region)

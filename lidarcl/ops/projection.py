@@ -153,6 +153,16 @@ def _project(points: torch.Tensor, lidar2img: torch.Tensor, image_hw: torch.Tens
     return ProjectionResult(pt_idx, cam_idx, uv, depth[cam_idx, pt_idx])
 
 
+def validate_projection_args(points, lidar2img, image_hw, min_depth, margin) -> torch.Tensor:
+    """Checks of a single-sample projection (reference and kernels); returns ``image_hw``
+    as a tensor."""
+    _check_points(points)
+    _check_matrices(lidar2img, points)
+    image_hw = _as_image_hw(image_hw, points.device, (lidar2img.shape[0], 2))
+    _check_scalars(min_depth, margin)
+    return image_hw
+
+
 def project_points_reference(points: torch.Tensor, lidar2img: torch.Tensor, image_hw,
                              min_depth: float = 1.0, margin: float = 1.0) -> ProjectionResult:
     """Every (point, camera) pair of one sample where the point lands inside the image.
@@ -167,11 +177,7 @@ def project_points_reference(points: torch.Tensor, lidar2img: torch.Tensor, imag
     Returns:
         :class:`ProjectionResult` with pairs ordered by camera, then point index.
     """
-    _check_points(points)
-    _check_matrices(lidar2img, points)
-    num_cams = lidar2img.shape[0]
-    image_hw = _as_image_hw(image_hw, points.device, (num_cams, 2))
-    _check_scalars(min_depth, margin)
+    image_hw = validate_projection_args(points, lidar2img, image_hw, min_depth, margin)
     return _project(points, lidar2img, image_hw, float(min_depth), float(margin))
 
 
@@ -197,6 +203,26 @@ def _check_offsets(offsets, num_points: int, device) -> torch.Tensor:
     return offsets
 
 
+def validate_batched_projection_args(points, offsets, lidar2img, image_hw, min_depth,
+                                     margin):
+    """Checks shared by every batched projection (reference, kernels, fused pooling);
+    returns ``(offsets int64, image_hw tensor)``."""
+    _check_points(points)
+    offsets = _check_offsets(offsets, points.shape[0], points.device)
+    batch = offsets.numel()
+    _check_tensor("lidar2img", lidar2img)
+    _check_float("lidar2img", lidar2img)
+    if lidar2img.device != points.device:
+        raise ValueError(f"lidar2img is on {lidar2img.device} but points are on {points.device}")
+    if lidar2img.dim() != 4 or tuple(lidar2img.shape[2:]) != (4, 4) \
+            or lidar2img.shape[0] != batch:
+        raise ValueError(f"lidar2img must have shape (B={batch}, K, 4, 4) with B the length of "
+                         f"offsets, got {tuple(lidar2img.shape)}")
+    image_hw = _as_image_hw(image_hw, points.device, (batch, lidar2img.shape[1], 2))
+    _check_scalars(min_depth, margin)
+    return offsets, image_hw
+
+
 def project_points_batched_reference(points: torch.Tensor, offsets: torch.Tensor,
                                      lidar2img: torch.Tensor, image_hw,
                                      min_depth: float = 1.0, margin: float = 1.0
@@ -215,20 +241,9 @@ def project_points_batched_reference(points: torch.Tensor, offsets: torch.Tensor
         :class:`BatchedProjectionResult` ordered by sample, camera, point; ``point_index``
         indexes the concatenated ``points``.
     """
-    _check_points(points)
-    offsets = _check_offsets(offsets, points.shape[0], points.device)
+    offsets, image_hw = validate_batched_projection_args(points, offsets, lidar2img, image_hw,
+                                                         min_depth, margin)
     batch = offsets.numel()
-    _check_tensor("lidar2img", lidar2img)
-    _check_float("lidar2img", lidar2img)
-    if lidar2img.device != points.device:
-        raise ValueError(f"lidar2img is on {lidar2img.device} but points are on {points.device}")
-    if lidar2img.dim() != 4 or tuple(lidar2img.shape[2:]) != (4, 4) \
-            or lidar2img.shape[0] != batch:
-        raise ValueError(f"lidar2img must have shape (B={batch}, K, 4, 4) with B the length of "
-                         f"offsets, got {tuple(lidar2img.shape)}")
-    num_cams = lidar2img.shape[1]
-    image_hw = _as_image_hw(image_hw, points.device, (batch, num_cams, 2))
-    _check_scalars(min_depth, margin)
     parts = []
     starts = [0] + offsets.tolist()[:-1]
     ends = offsets.tolist()
