@@ -19,6 +19,8 @@ BACKBONES = {
     "MinkUNet34": dict(type="MinkUNet34", in_channels=4, out_channels=64, voxel_size=0.1),
     "VoxelBackBone8x": dict(type="VoxelBackBone8x", in_channels=4),
     "VoxelResBackBone8x": dict(type="VoxelResBackBone8x", in_channels=4),
+    "PointTransformerV3": dict(type="PointTransformerV3", in_channels=4, out_channels=64,
+                               voxel_size=0.1),
 }
 
 

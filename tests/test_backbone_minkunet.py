@@ -106,3 +106,34 @@ def test_presets_differ_only_in_depth():
     assert [len(s) for s in deep.up_blocks] == [2, 2, 2, 2]
     with pytest.raises(ValueError, match="8 entries"):
         MODELS.build(dict(type="MinkUNet", layers=(2, 2)))
+
+
+def test_parameter_counts_match_the_minkunet_layer_plan():
+    """MinkowskiEngine's MinkUNet18 / MinkUNet34 (examples/minkunet.py: MinkUNetBase with
+    BasicBlock, INIT_DIM 32, PLANES (32, 64, 128, 256, 256, 128, 96, 96)) counted by hand:
+    conv weights k^3 * in * out without bias, BN 2 per channel, 1x1 shortcut + BN where a
+    block changes width, Linear head. 4 input columns, 64 output channels."""
+    def block(cin, c):
+        return 27 * cin * c + 27 * c * c + 4 * c + (cin * c + 2 * c if cin != c else 0)
+
+    def count(layers, cin=4, cout=64):
+        planes = (32, 64, 128, 256, 256, 128, 96, 96)
+        total = 125 * cin * 32 + 2 * 32                        # stem k=5
+        widths, c = [32], 32
+        for i in range(4):                                      # down: k=2 s=2, blocks
+            total += 8 * c * c + 2 * c
+            total += block(c, planes[i]) + (layers[i] - 1) * block(planes[i], planes[i])
+            c = planes[i]
+            widths.append(c)
+        for j in range(4):                                      # up: inverse k=2, concat
+            p = planes[4 + j]
+            total += 8 * c * p + 2 * p
+            total += block(p + widths[3 - j], p) + (layers[4 + j] - 1) * block(p, p)
+            c = p
+        return total + c * cout + cout                           # head
+
+    assert count((2, 2, 2, 2, 2, 2, 2, 2)) == 21_712_512
+    assert count((2, 3, 4, 6, 2, 2, 2, 2)) == 37_864_320
+    for cls, layers in ((MinkUNet18, (2,) * 8), (MinkUNet34, (2, 3, 4, 6, 2, 2, 2, 2))):
+        model = cls(in_channels=4, out_channels=64)
+        assert sum(p.numel() for p in model.parameters()) == count(layers)

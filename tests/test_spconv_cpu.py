@@ -95,3 +95,32 @@ def test_sparse_conv_equals_dense_conv3d(kind):
         ref_grads = torch.autograd.grad(ref_at_sites, [feats, *weights], grad_out)
         for got, want in zip(grads, ref_grads):
             assert torch.allclose(got, want, atol=1e-9), (kind, call)
+
+
+def test_biased_subm_conv3d_runs_in_eval_mode_on_cpu():
+    """spconv fuses a SubM conv's bias into its GEMM in eval mode and its CPU path refuses
+    ("bias and act don't support cpu"); lidarcl's biased_subm_conv3d adds it after the GEMM
+    there. Eval output = train output = dense conv3d + bias."""
+    from lidarcl.models.backbones.base import biased_subm_conv3d
+
+    gen = torch.Generator().manual_seed(3)
+    grid = (10, 12, 11)
+    conv = biased_subm_conv3d(4, 5, 3, padding=1, indice_key="s", algo=ConvAlgo.Native)
+    conv = conv.double()
+    plain = spconv.SubMConv3d(4, 5, 3, padding=1, bias=True, algo=ConvAlgo.Native).double()
+    plain.load_state_dict(conv.state_dict())  # spconv's parameter names
+    with pytest.raises(RuntimeError, match="cpu"):
+        indices, feats = random_sparse(gen, grid=grid)
+        with torch.no_grad():
+            plain.eval()(spconv.SparseConvTensor(feats, indices, list(grid), 2))
+    for _ in range(5):
+        indices, feats = random_sparse(gen, grid=grid)
+        x = spconv.SparseConvTensor(feats, indices, list(grid), 2)
+        with torch.no_grad():
+            evaluated = conv.eval()(x).features
+            trained = conv.train()(x).features
+        ref = F.conv3d(dense_of(indices, feats, 2, grid), conv.weight.permute(0, 4, 1, 2, 3),
+                       conv.bias, padding=1)
+        b, z, y, xx = indices.long().unbind(1)
+        assert torch.allclose(evaluated, ref[b, :, z, y, xx], atol=1e-9)
+        assert torch.equal(evaluated, trained)

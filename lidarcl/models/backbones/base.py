@@ -19,6 +19,35 @@ class BackboneOutput:
     multi_scale: dict | None = None  # name -> spconv SparseConvTensor (BEV encoders only)
 
 
+_BIASED_SUBM = None
+
+
+def biased_subm_conv3d(in_channels: int, out_channels: int, kernel_size, **kwargs):
+    """spconv ``SubMConv3d`` with a bias that also runs in eval mode on the CPU.
+
+    In eval mode spconv fuses the bias into its GEMM, which its CPU path refuses ("bias and
+    act don't support cpu"); in training it adds the bias after the GEMM. This subclass adds
+    it after the GEMM on the CPU in eval mode too (the same sum), and is spconv's own module
+    everywhere else; parameters keep spconv's names (``weight``, ``bias``)."""
+    global _BIASED_SUBM
+    if _BIASED_SUBM is None:
+        from spconv.pytorch import SubMConv3d
+
+        class BiasedSubMConv3d(SubMConv3d):
+            def forward(self, input, add_input=None):
+                if self.training or self.bias is None or not input.features.is_cpu:
+                    return super().forward(input, add_input)
+                out = self._conv_forward(False, input, self.weight, None, add_input,
+                                         name=self.name,
+                                         sparse_unique_name=self._sparse_unique_name,
+                                         act_type=self.act_type, act_alpha=self.act_alpha,
+                                         act_beta=self.act_beta)
+                return out.replace_feature(out.features + self.bias)
+
+        _BIASED_SUBM = BiasedSubMConv3d
+    return _BIASED_SUBM(in_channels, out_channels, kernel_size, bias=True, **kwargs)
+
+
 def set_conv_algorithm(module: torch.nn.Module, device: torch.device) -> None:
     """Every spconv convolution of ``module`` uses ``ConvAlgo.Native`` on the CPU (spconv's
     implicit-GEMM algorithms exist on CUDA only: "implicit gemm only support cuda") and

@@ -25,7 +25,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lidarcl.models.backbones.base import BackboneOutput, set_conv_algorithm
+from lidarcl.models.backbones.base import (BackboneOutput, biased_subm_conv3d,
+                                           set_conv_algorithm)
 from lidarcl.models.backbones.minkunet import _spconv
 from lidarcl.ops.voxelize import voxelize
 from lidarcl.registry import MODELS
@@ -51,12 +52,9 @@ class SparseBasicBlock(nn.Module):
 
     def __init__(self, channels: int, key: str):
         super().__init__()
-        sp = _spconv()
-        self.conv1 = sp.SubMConv3d(channels, channels, 3, padding=1, bias=True,
-                                   indice_key=key)
+        self.conv1 = biased_subm_conv3d(channels, channels, 3, padding=1, indice_key=key)
         self.bn1 = _bn(channels)
-        self.conv2 = sp.SubMConv3d(channels, channels, 3, padding=1, bias=True,
-                                   indice_key=key)
+        self.conv2 = biased_subm_conv3d(channels, channels, 3, padding=1, indice_key=key)
         self.bn2 = _bn(channels)
 
     def forward(self, x):
