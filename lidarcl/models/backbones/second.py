@@ -109,6 +109,12 @@ class VoxelBackBone8x(nn.Module):
         self.conv_out = _block(sp, channels, 128, (3, 1, 1), "spconv_down2", "spconv",
                                (2, 1, 1), 0)
         self.num_bev_features = None  # 128 * D, known once the grid is
+        if self.bev_height() < 1:
+            raise ValueError(
+                f"the grid is {self.grid_shape()[0]} cells high (point_range z "
+                f"{self.point_range[2]}..{self.point_range[5]} m at {self.voxel_size[2]} m), "
+                "too thin for the 8x encoder: its z size after conv4 and conv_out would be 0; "
+                "it needs at least 25 (nuScenes: 8 m at 0.2 m, plus one = 41)")
 
     def grid_shape(self) -> tuple[int, int, int]:
         """``(Z + 1, Y, X)``: spconv's spatial shape of the input grid."""
@@ -118,6 +124,14 @@ class VoxelBackBone8x(nn.Module):
         cells = [round((h - l) / s) if abs((h - l) / s - round((h - l) / s)) < 1e-6
                  else math.ceil((h - l) / s) for l, h, s in zip(lo, hi, self.voxel_size)]
         return cells[2] + 1, cells[1], cells[0]
+
+    def bev_height(self) -> int:
+        """``D``: z cells left after conv2-4 (k=3, s=2; pad 1, 1, 0) and conv_out (k=3, s=2,
+        no pad); the BEV map has ``128 * D`` channels."""
+        depth = self.grid_shape()[0]
+        for pad in (1, 1, 0, 0):
+            depth = (depth + 2 * pad - 3) // 2 + 1
+        return depth
 
     def forward(self, points: torch.Tensor, offsets: torch.Tensor) -> BackboneOutput:
         sp = _spconv()
