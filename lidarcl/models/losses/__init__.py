@@ -1,0 +1,23 @@
+"""Contrastive loss library. Each loss is an ``nn.Module`` registered in ``MODELS`` that
+takes matched feature rows of two (or more) views, so any of them can be chosen by config
+inside any pretraining method:
+
+=====================  ==========================================================
+``InfoNCELoss``        InfoNCE / PointContrast (pair cap, false-negative groups)
+``DCLLoss``            decoupled contrastive loss; ``weighted=True`` is DCLW
+``HardNegativeLoss``   hard-negative reweighting with debiasing (Robinson et al.)
+``MoCHiLoss``          queue of keys + mixed hard negatives (MoCHi)
+``MVInfoNCELoss``      multi-view InfoNCE
+``MVDHELLoss``         multi-view decoupled hyperspherical energy loss
+``SwAVLoss``           swapped prototype prediction with Sinkhorn-Knopp codes
+=====================  ==========================================================
+"""
+from lidarcl.models.losses.contrastive import (DCLLoss, HardNegativeLoss, InfoNCELoss,
+                                               PairwiseContrastiveLoss)
+from lidarcl.models.losses.mochi import MoCHiLoss, mix_hard_negatives
+from lidarcl.models.losses.multiview import MVDHELLoss, MVInfoNCELoss
+from lidarcl.models.losses.swav import SwAVLoss, sinkhorn_knopp
+
+__all__ = ["PairwiseContrastiveLoss", "InfoNCELoss", "DCLLoss", "HardNegativeLoss",
+           "MoCHiLoss", "mix_hard_negatives", "MVInfoNCELoss", "MVDHELLoss", "SwAVLoss",
+           "sinkhorn_knopp"]
