@@ -25,6 +25,25 @@ FUNCTIONS = Registry("function", parent=MMENGINE_FUNCTIONS, scope="lidarcl")
 METRICS = Registry("metric", parent=MMENGINE_METRICS, scope="lidarcl",
                    locations=["lidarcl.evaluation"])
 
+# the Runner's own components (loops, optimizers, schedulers, hooks, ...) come from
+# mmengine; children in the lidarcl scope let it find them without a fallback warning
+_RUNNER_PARTS = ("EVALUATOR", "HOOKS", "LOG_PROCESSORS", "LOOPS", "MODEL_WRAPPERS",
+                 "OPTIMIZERS", "OPTIM_WRAPPERS", "OPTIM_WRAPPER_CONSTRUCTORS",
+                 "PARAM_SCHEDULERS", "RUNNERS", "RUNNER_CONSTRUCTORS", "VISBACKENDS",
+                 "VISUALIZERS", "WEIGHT_INITIALIZERS", "TASK_UTILS")
+
+
+def _child_registries() -> dict:
+    import mmengine.registry as mm
+
+    return {name: Registry(getattr(mm, name).name, parent=getattr(mm, name), scope="lidarcl")
+            for name in _RUNNER_PARTS}
+
+
+_CHILDREN = _child_registries()
+HOOKS = _CHILDREN["HOOKS"]
+LOOPS = _CHILDREN["LOOPS"]
+
 
 def register_all_modules(init_default_scope: bool = True) -> None:
     """Import every lidarcl module that registers components.
@@ -34,6 +53,8 @@ def register_all_modules(init_default_scope: bool = True) -> None:
             configs can name components without a ``lidarcl.`` prefix.
     """
     import lidarcl.datasets  # noqa: F401  (registers datasets and transforms)
+    import lidarcl.models  # noqa: F401  (registers backbones, losses and pretrainers)
+    import lidarcl.engine  # noqa: F401  (registers the hooks)
 
     if init_default_scope:
         from mmengine.registry import DefaultScope

@@ -24,12 +24,17 @@ def _registered():
 def test_config_parses_and_names_registered_components(path):
     cfg = Config.fromfile(str(path))
     for key in ("train_dataloader", "val_dataloader"):
-        if "dataset" not in cfg.get(key, {}):
+        if "dataset" not in (cfg.get(key) or {}):
             continue  # loaders.py: shared settings without a dataset
         loader = cfg[key]
         assert DATASETS.get(loader.dataset.type) is not None, loader.dataset.type
         for step in loader.dataset.pipeline:
             assert TRANSFORMS.get(step["type"]) is not None, step["type"]
+    if "type" in (cfg.get("model") or {}):
+        from lidarcl.registry import MODELS
+
+        model = MODELS.build(cfg.model)  # every pretraining config builds its model
+        assert hasattr(model, "backbone")
 
 
 def _loader(cfg_name, data_root, ann_file, **dataset_overrides):

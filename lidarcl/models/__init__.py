@@ -1,5 +1,7 @@
-"""Models: backbones (``lidarcl.models.backbones``) and the contrastive loss library
-(``lidarcl.models.losses``); pretrainers and heads arrive with their issues. Importing this
-package registers them in ``lidarcl.registry.MODELS``."""
+"""Models: backbones (``lidarcl.models.backbones``), the contrastive loss library
+(``lidarcl.models.losses``) and the pretraining methods (``lidarcl.models.pretrainers``);
+heads arrive with their issue. Importing this package registers them in
+``lidarcl.registry.MODELS``."""
 from lidarcl.models import backbones  # noqa: F401  (registers the backbones)
 from lidarcl.models import losses  # noqa: F401  (registers the losses)
+from lidarcl.models import pretrainers  # noqa: F401  (registers the pretrainers)

@@ -13,11 +13,14 @@ from lidarcl.datasets.transforms.filters import (ObjectMinPointsFilter, ObjectNa
 from lidarcl.datasets.transforms.formatting import PackSample
 from lidarcl.datasets.transforms.loading import (LoadImages, LoadLidarsegLabels, LoadPoints,
                                                  LoadSuperpixels, LoadSweeps)
+from lidarcl.datasets.transforms.regions import SegmentRegions
+from lidarcl.datasets.transforms.views import MultiViewAugment, match_views
 
 __all__ = [
     "LoadPoints", "LoadSweeps", "LoadImages", "LoadSuperpixels", "LoadLidarsegLabels",
     "PointsRangeFilter", "ObjectRangeFilter", "ObjectNameFilter", "ObjectMinPointsFilter",
     "PointsInCameraFOV", "PointSample", "PointShuffle",
     "GlobalRotScaleTrans", "RandomFlip3D", "PointJitter", "PointDropout",
-    "apply_lidar_transform", "PackSample",
+    "apply_lidar_transform", "PackSample", "SegmentRegions", "MultiViewAugment",
+    "match_views",
 ]

@@ -12,6 +12,8 @@ Packed sample (one dict, what :func:`lidarcl.datasets.collate.collate_samples` b
                          (``LoadSuperpixels``); a list of (H, W) when the cameras differ
     lidar2img, cam2img, lidar2cam  (K, 4, 4) float32; img_shape (K, 2) int64 (H, W)
     lidar_aug_matrix     (4, 4) float32 (identity when no augmentation ran)
+    views                list of {points (M, C) float32, index (M,) int64, matrix (4, 4)
+                         float32} (``MultiViewAugment``)
     point_keys           tuple of the per-point keys packed
     meta                 dict of ``meta_keys`` (plain Python / numpy values)
 
@@ -30,7 +32,7 @@ from lidarcl.registry import TRANSFORMS
 
 DEFAULT_PACK_KEYS = ("points", "pts_semantic_mask", "pts_instance_mask", "gt_boxes",
                      "gt_velocity", "gt_labels", "images", "superpixels", "lidar2img",
-                     "cam2img", "lidar2cam", "img_shape", "lidar_aug_matrix")
+                     "cam2img", "lidar2cam", "img_shape", "lidar_aug_matrix", "views")
 DEFAULT_META_KEYS = ("sample_idx", "token", "timestamp", "scene_token", "lidar_path",
                      "img_paths", "cam_names", "superpixel_paths", "gt_names",
                      "num_dropped_points",
@@ -109,6 +111,8 @@ class PackSample(Transform):
                 packed[key] = _pack_images(value)
             elif key == "superpixels":
                 packed[key] = _pack_superpixels(value)
+            elif key == "views":
+                packed[key] = [{k: to_tensor(v) for k, v in view.items()} for view in value]
             else:
                 packed[key] = to_tensor(value)
         if "points" in packed and "lidar_aug_matrix" in self.keys \

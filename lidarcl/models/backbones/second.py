@@ -81,6 +81,7 @@ class VoxelBackBone8x(nn.Module):
         super().__init__()
         sp = _spconv()
         self.in_channels = in_channels
+        self.out_channels = 16  # width of the per-point features (read from conv1)
         self.voxel_size = tuple(voxel_size)
         self.point_range = tuple(point_range)
         self.conv_input = _block(sp, in_channels, 16, 3, "subm1", padding=1)

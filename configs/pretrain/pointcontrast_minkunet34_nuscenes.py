@@ -1,0 +1,11 @@
+# PointContrast (Xie et al., ECCV 2020) on MinkUNet34, nuScenes keyframes.
+_base_ = ["../_base_/datasets/nuscenes_pretrain.py", "../_base_/models/minkunet34.py",
+          "../_base_/schedules/pretrain_adamw.py", "../_base_/default_runtime.py"]
+model = dict(type="PointContrast",
+             loss=dict(type="InfoNCELoss", temperature=0.07, max_pairs=4096))
+max_iters = 20000
+train_cfg = dict(max_iters=max_iters)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=500),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=500, end=max_iters, eta_min=1e-5),
+]

@@ -1,0 +1,7 @@
+"""Pretraining methods: one file each, registered in ``MODELS``; ``forward(mode="loss")``
+returns a dict of named losses for mmengine's Runner (``base.py``)."""
+from lidarcl.models.pretrainers.base import (NonFiniteLossError, Pretrainer, ViewFeatures,
+                                             match_rows)
+from lidarcl.models.pretrainers.pointcontrast import PointContrast
+
+__all__ = ["Pretrainer", "ViewFeatures", "match_rows", "NonFiniteLossError", "PointContrast"]
