@@ -128,9 +128,10 @@ def test_regions_match_open3d_on_the_real_frame(real_points, tmp_path):
 
 # ---------------------------------------------------------------- pretrainer on backbones
 
-def two_view_batch(seed=0):
-    """A collated batch of two generated scans with two views each."""
+def two_view_batch(seed=0, regions=False):
+    """A collated batch of two generated scans with two views each (and their regions)."""
     from lidarcl.datasets.collate import collate_samples
+    from lidarcl.datasets.transforms import SegmentRegions
 
     rng = np.random.default_rng(seed)
     samples = []
@@ -139,9 +140,11 @@ def two_view_batch(seed=0):
         centres = rng.uniform([-6, -6, -1.5], [6, 6, -0.5], (5, 3))
         objects = centres[rng.integers(0, 5, n - n // 2)] + rng.uniform(0, 1.5, (n - n // 2, 3))
         pts = np.concatenate([np.concatenate([ground, objects]), rng.uniform(0, 1, (n, 1))], 1)
-        sample = MultiViewAugment(num_views=2, translate=0.2, seed=seed + n)(
-            {"points": pts.astype(np.float32), "token": f"scan{n}"})
-        packed = PackSample(keys=["points", "views"], meta_keys=["token"])(sample)
+        sample = {"points": pts.astype(np.float32), "token": f"scan{n}"}
+        if regions:
+            sample = SegmentRegions(ground_z_range=(-2.0, -1.0), eps=0.5)(sample)
+        sample = MultiViewAugment(num_views=2, translate=0.2, seed=seed + n)(sample)
+        packed = PackSample(keys=["points", "views", "regions"], meta_keys=["token"])(sample)
         samples.append(packed)
     return collate_samples(samples)
 
@@ -309,3 +312,64 @@ def test_pretrain_tool_runs_and_rejects_a_missing_config(tiny_dataset, tmp_path)
                            str(tmp_path / "missing.py")], capture_output=True, text=True,
                           env=env)
     assert proc.returncode != 0 and "missing.py" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ PRC
+
+def test_pool_matched_regions_matches_a_loop():
+    from lidarcl.models.pretrainers import pool_matched_regions
+
+    gen = torch.Generator().manual_seed(0)
+    feats_a, feats_b = torch.randn(60, 5, generator=gen), torch.randn(60, 5, generator=gen)
+    regions = torch.randint(-1, 4, (60,), generator=gen)
+    batch_idx = torch.randint(0, 2, (60,), generator=gen)
+    pooled_a, pooled_b, keys = pool_matched_regions(feats_a, feats_b, regions, batch_idx, 4)
+    expected = []
+    for b in range(2):
+        for r in range(4):
+            rows = (batch_idx == b) & (regions == r)
+            if int(rows.sum()) >= 4:
+                expected.append((b, r, feats_a[rows].mean(0), feats_b[rows].mean(0)))
+    assert keys.tolist() == [[b, r] for b, r, _, _ in expected]
+    torch.testing.assert_close(pooled_a, torch.stack([e[2] for e in expected]))
+    torch.testing.assert_close(pooled_b, torch.stack([e[3] for e in expected]))
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_prc_trains_two_iterations_on_each_backbone(name):
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type="PointRegionContrast", backbone=BACKBONES[name],
+                              head_channels=32, head_hidden=64,
+                              point_loss=dict(type="InfoNCELoss", temperature=0.07,
+                                              max_pairs=512, symmetric=True)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = two_view_batch(regions=True)
+    assert int(batch["regions"].max()) >= 3  # the boxes became regions
+    totals = []
+    for _ in range(2):
+        out = model(mode="loss", **batch)
+        assert set(out) == {"loss_point", "loss_region"}
+        assert all(torch.isfinite(v) for v in out.values()) and float(out["loss_region"]) > 0
+        optimizer.zero_grad()
+        sum(out.values()).backward()
+        optimizer.step()
+        totals.append(float(sum(out.values()).detach()))
+    assert totals[1] < totals[0]
+    with pytest.raises(KeyError, match="SegmentRegions"):
+        model(mode="loss", **two_view_batch())
+
+
+def test_prc_config_runs_with_cached_regions(tiny_dataset, tmp_path):
+    from lidarcl.engine import build_pretrain_config, run_pretraining
+
+    options = small_options(tiny_dataset, 1)
+    options.pop("model.loss.max_pairs")
+    options["model.point_loss.max_pairs"] = 256
+    cfg = build_pretrain_config(str(REPO / "configs/pretrain/prc_minkunet34_synth.py"),
+                                str(tmp_path / "prc"), False, options)
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type="RecordLossHook")]
+    _RECORDED.clear()
+    run_pretraining(cfg)
+    assert len(_RECORDED) == 1 and np.isfinite(_RECORDED[0][1])
+    cached = list(Path(tiny_dataset, "regions").rglob("*.npy"))
+    assert len(cached) >= 1  # regions were cached under the data root
