@@ -373,3 +373,74 @@ def test_prc_config_runs_with_cached_regions(tiny_dataset, tmp_path):
     assert len(_RECORDED) == 1 and np.isfinite(_RECORDED[0][1])
     cached = list(Path(tiny_dataset, "regions").rglob("*.npy"))
     assert len(cached) >= 1  # regions were cached under the data root
+
+
+# ----------------------------------------------------------------------- masked contrast
+
+def test_chamfer_distance_matches_a_loop():
+    from lidarcl.models.pretrainers import chamfer_distance
+
+    gen = torch.Generator().manual_seed(0)
+    pred = torch.rand(4, 5, 3, generator=gen, dtype=torch.float64)
+    target = torch.rand(4, 7, 3, generator=gen, dtype=torch.float64)
+    valid = torch.rand(4, 7, generator=gen) < 0.6
+    valid[:, 0] = True
+    got = chamfer_distance(pred, target, valid)
+    for m in range(4):
+        t = target[m][valid[m]]
+        d = [[float(((p - q) ** 2).sum()) for q in t] for p in pred[m]]
+        forward = np.mean([min(row) for row in d])
+        backward = np.mean([min(d[k][j] for k in range(5)) for j in range(len(t))])
+        assert float(got[m]) == pytest.approx(0.5 * (forward + backward), rel=1e-9)
+
+
+def test_cell_targets_draw_each_cells_own_points():
+    from lidarcl.models.pretrainers import cell_targets
+
+    gen = torch.Generator().manual_seed(1)
+    cell_of_point = torch.randint(0, 6, (200,), generator=gen)
+    local = torch.rand(200, 3, generator=gen)
+    cells = torch.tensor([4, 1, 5])
+    targets, valid = cell_targets(local, cell_of_point, cells, 8, gen)
+    for slot, cell in enumerate(cells.tolist()):
+        own = local[cell_of_point == cell]
+        assert int(valid[slot].sum()) == min(8, len(own))
+        drawn = targets[slot][valid[slot]]
+        # every drawn point is one of the cell's points, none twice
+        matches = (drawn[:, None, :] == own[None]).all(-1)
+        assert bool(matches.any(1).all()) and len(torch.unique(drawn, dim=0)) == len(drawn)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_masked_contrast_trains_on_each_backbone(name):
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type="MaskedContrast", backbone=BACKBONES[name], mask_size=1.0,
+                              decoder_channels=32, consistency_loss=dict(
+                                  type="InfoNCELoss", temperature=0.07, max_pairs=512,
+                                  symmetric=True)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = two_view_batch()
+    totals = []
+    for _ in range(3):
+        out = model(mode="loss", **batch)
+        assert set(out) == {"loss_rec_1", "loss_rec_2", "loss_consistency"}
+        assert all(torch.isfinite(v) and float(v) > 0 for v in out.values())
+        optimizer.zero_grad()
+        sum(out.values()).backward()
+        optimizer.step()
+        totals.append(float(sum(out.values()).detach()))
+    assert totals[-1] < totals[0]
+
+
+def test_masked_contrast_masks_are_independent_and_sized():
+    model = MODELS.build(dict(type="MaskedContrast", backbone=BACKBONES["MinkUNet34"],
+                              mask_ratio=0.6))
+    batch_of_cell = torch.cat([torch.zeros(300, dtype=torch.int64),
+                               torch.ones(100, dtype=torch.int64)])
+    first, second = model._masks(batch_of_cell, 2)
+    assert int(first[:300].sum()) == 180 and int(first[300:].sum()) == 60
+    assert int(second[:300].sum()) == 180
+    both = int((first & second).sum())
+    assert 0.2 * 400 < both < 0.5 * 400  # independent draws overlap by about 0.36
+    again = model._masks(batch_of_cell, 2)
+    assert torch.equal(again[0], first)  # seeded per iteration
