@@ -444,3 +444,74 @@ def test_masked_contrast_masks_are_independent_and_sized():
     assert 0.2 * 400 < both < 0.5 * 400  # independent draws overlap by about 0.36
     again = model._masks(batch_of_cell, 2)
     assert torch.equal(again[0], first)  # seeded per iteration
+
+
+# ------------------------------------------------------------------------------------ FAC
+
+def test_foreground_segments_follow_the_rule():
+    from lidarcl.models.pretrainers import foreground_segments
+
+    regions = torch.tensor([0, 0, 0, 1, 1, -1, -1, -1, 0, 2])
+    batch_idx = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+    xyz = torch.tensor([[0.0, 0, 0]] * 5 + [[1.0, 1, 0], [25.0, 1, 0], [26.0, 2, 0]]
+                       + [[0.0, 0, 0]] * 2)
+    segment, foreground = foreground_segments(regions, xyz, batch_idx, 2, 10.0)
+    # region 0 of sample 0 has 3 points > 2: background; region 1 (2 points) and the regions
+    # of sample 1 are foreground; region-less points fall in 10 m tiles
+    assert foreground.tolist() == [False] * 3 + [True, True] + [False] * 3 + [True, True]
+    assert len(set(segment[:3].tolist())) == 1 and segment[3] == segment[4]
+    assert segment[6] == segment[7] and segment[5] != segment[6]
+    assert len(set(segment.tolist())) == 6  # samples never share a segment
+
+
+def test_multi_positive_info_nce_matches_a_loop():
+    from lidarcl.models.pretrainers import multi_positive_info_nce
+
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
+    positive = torch.eye(6, dtype=torch.bool)
+    positive[0, 3] = positive[3, 0] = True
+    got = multi_positive_info_nce(q, k, positive, 0.1)
+    qn, kn = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(k, dim=1)
+    total = 0.0
+    for i in range(6):
+        logits = [float(qn[i] @ kn[j]) / 0.1 for j in range(6)]
+        log_z = np.log(np.sum(np.exp(logits)))
+        pos = [j for j in range(6) if positive[i, j]]
+        total += np.mean([log_z - logits[j] for j in pos])
+    assert float(got) == pytest.approx(total / 6, rel=1e-5)
+
+
+def test_fac_samples_anchors_by_foreground_share():
+    model = MODELS.build(dict(type="ForegroundAwareContrast", backbone=BACKBONES["MinkUNet34"],
+                              num_anchors=100, foreground_ratio=0.5))
+    foreground = torch.zeros(1000, dtype=torch.bool)
+    foreground[:80] = True  # 8 % foreground, as in a driving scan
+    pick = model.sample_anchors(foreground, torch.Generator().manual_seed(0))
+    assert len(pick) == 100 and len(set(pick.tolist())) == 100
+    assert int(foreground[pick].sum()) == 50  # balanced, not 8 of 100
+    few = torch.zeros(1000, dtype=torch.bool)
+    few[:10] = True
+    pick = model.sample_anchors(few, torch.Generator().manual_seed(0))
+    assert int(few[pick].sum()) == 10 and len(pick) == 100
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_fac_trains_on_each_backbone(name):
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type="ForegroundAwareContrast", backbone=BACKBONES[name],
+                              num_anchors=512, max_foreground_points=400, head_channels=32))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = two_view_batch(regions=True)
+    totals = []
+    for _ in range(3):
+        out = model(mode="loss", **batch)
+        assert set(out) == {"loss_point", "loss_segment"}
+        assert all(torch.isfinite(v) and float(v) > 0 for v in out.values())
+        optimizer.zero_grad()
+        sum(out.values()).backward()
+        optimizer.step()
+        totals.append(float(sum(out.values()).detach()))
+    assert totals[-1] < totals[0]
+    grads = [p.grad for p in model.correspondence.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)

@@ -3,9 +3,12 @@ returns a dict of named losses for mmengine's Runner (``base.py``)."""
 from lidarcl.models.pretrainers.base import (NonFiniteLossError, Pretrainer, ViewFeatures,
                                              match_rows)
 from lidarcl.models.pretrainers.cmae import MaskedContrast, cell_targets, chamfer_distance
+from lidarcl.models.pretrainers.fac import (ForegroundAwareContrast, foreground_segments,
+                                            multi_positive_info_nce)
 from lidarcl.models.pretrainers.pointcontrast import PointContrast
 from lidarcl.models.pretrainers.prc import PointRegionContrast, pool_matched_regions
 
 __all__ = ["Pretrainer", "ViewFeatures", "match_rows", "NonFiniteLossError", "PointContrast",
            "PointRegionContrast", "pool_matched_regions", "MaskedContrast",
-           "chamfer_distance", "cell_targets"]
+           "chamfer_distance", "cell_targets", "ForegroundAwareContrast",
+           "foreground_segments", "multi_positive_info_nce"]

@@ -1,0 +1,12 @@
+# FAC, foreground-aware feature contrast (CVPR 2023) on MinkUNet34, nuScenes.
+_base_ = ["../_base_/datasets/nuscenes_pretrain_regions.py", "../_base_/models/minkunet34.py",
+          "../_base_/schedules/pretrain_adamw.py", "../_base_/default_runtime.py"]
+model = dict(type="ForegroundAwareContrast", num_anchors=2048, foreground_ratio=0.5,
+             max_foreground_points=2000, ground_tile=10.0, head_channels=128,
+             temperature=0.07, segment_weight=1.0)
+max_iters = 20000
+train_cfg = dict(max_iters=max_iters)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=500),
+    dict(type="CosineAnnealingLR", by_epoch=False, begin=500, end=max_iters, eta_min=1e-5),
+]
