@@ -85,3 +85,24 @@ def test_linear_probe_tool_end_to_end(tmp_path):
     again = json.loads(out.read_text())["results"]
     for name, entry in result["results"].items():
         assert again[name]["miou"] == entry["miou"] and again[name]["iou"] == entry["iou"]
+
+
+def test_study_runs_a_method_and_a_second_backbone(tmp_path):
+    """tools/study.py at toy scale: stage 1 (one method) and stage 2 (one more backbone)."""
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "tools"))
+    import study as tool
+
+    assert tool.main(["--out", str(tmp_path), "--scenes", "2", "--val-scenes", "1",
+                      "--keyframes", "2", "--iters", "1", "--voxel-size", "0.6",
+                      "--probe-epochs", "1", "--methods", "pointcontrast",
+                      "--backbones", "voxelbackbone8x"]) == 0
+    rows = json.loads((tmp_path / "study.json").read_text())
+    assert [(r["method"], r["backbone"]) for r in rows] == [
+        ("pointcontrast", "minkunet34"), ("pointcontrast", "voxelbackbone8x")]
+    for row in rows:
+        assert 0.0 <= row["miou"] <= 1.0 and 0.0 <= row["random_miou"] <= 1.0
+        assert row["gain"] == pytest.approx(row["miou"] - row["random_miou"])
