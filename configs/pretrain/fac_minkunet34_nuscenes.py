@@ -1,9 +1,8 @@
-# FAC, foreground-aware feature contrast (CVPR 2023) on MinkUNet34, nuScenes.
-_base_ = ["../_base_/datasets/nuscenes_pretrain_regions.py", "../_base_/models/minkunet34.py",
-          "../_base_/schedules/pretrain_adamw.py", "../_base_/default_runtime.py"]
-model = dict(type="ForegroundAwareContrast", num_anchors=2048, foreground_ratio=0.5,
-             max_foreground_points=2000, ground_tile=10.0, head_channels=128,
-             temperature=0.07, segment_weight=1.0)
+# FAC, foreground-aware feature contrast (CVPR 2023) on MinkUNet34, nuScenes keyframes:
+# the generated-data config with the nuScenes root and a 20k-iteration schedule.
+_base_ = ["./fac_minkunet34_synth.py"]
+data_root = "data/nuscenes/"
+train_dataloader = dict(dataset=dict(data_root=data_root))
 max_iters = 20000
 train_cfg = dict(max_iters=max_iters)
 param_scheduler = [

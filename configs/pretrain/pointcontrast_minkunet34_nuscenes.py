@@ -1,8 +1,8 @@
-# PointContrast (Xie et al., ECCV 2020) on MinkUNet34, nuScenes keyframes.
-_base_ = ["../_base_/datasets/nuscenes_pretrain.py", "../_base_/models/minkunet34.py",
-          "../_base_/schedules/pretrain_adamw.py", "../_base_/default_runtime.py"]
-model = dict(type="PointContrast",
-             loss=dict(type="InfoNCELoss", temperature=0.07, max_pairs=4096))
+# PointContrast (Xie et al., ECCV 2020) on MinkUNet34, nuScenes keyframes:
+# the generated-data config with the nuScenes root and a 20k-iteration schedule.
+_base_ = ["./pointcontrast_minkunet34_synth.py"]
+data_root = "data/nuscenes/"
+train_dataloader = dict(dataset=dict(data_root=data_root))
 max_iters = 20000
 train_cfg = dict(max_iters=max_iters)
 param_scheduler = [

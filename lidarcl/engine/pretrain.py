@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from mmengine.config import Config, DictAction  # noqa: F401  (DictAction for the tool)
+from mmengine.config import Config
 
 __all__ = ["build_pretrain_config", "run_pretraining"]
 

@@ -19,6 +19,13 @@ class BackboneOutput:
     multi_scale: dict | None = None  # name -> spconv SparseConvTensor (BEV encoders only)
 
 
+def check_point_columns(points: torch.Tensor, in_channels: int) -> None:
+    """A clear error when ``points`` has fewer columns than the backbone reads."""
+    if points.shape[1] < in_channels:
+        raise ValueError(f"points have {points.shape[1]} columns but the backbone reads "
+                         f"{in_channels}")
+
+
 _BIASED_SUBM = None
 
 

@@ -27,7 +27,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lidarcl.models.backbones.base import BackboneOutput, set_conv_algorithm
+from lidarcl.models.backbones.base import (BackboneOutput, check_point_columns,
+                                           set_conv_algorithm)
 from lidarcl.ops.voxelize import voxelize
 from lidarcl.registry import MODELS
 
@@ -134,9 +135,7 @@ class MinkUNet(nn.Module):
     def forward(self, points: torch.Tensor, offsets: torch.Tensor) -> BackboneOutput:
         sp = _spconv()
         set_conv_algorithm(self, points.device)
-        if points.shape[1] < self.in_channels:
-            raise ValueError(f"points have {points.shape[1]} columns but the backbone reads "
-                             f"{self.in_channels}")
+        check_point_columns(points, self.in_channels)
         # align=16: with the default range the grid origin sits on a multiple of 16 cells,
         # so a sample's features never depend on the other samples of its batch
         voxels = voxelize(points, offsets, self.voxel_size, self.point_range, self.mode,

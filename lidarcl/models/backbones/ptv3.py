@@ -52,7 +52,7 @@ Departures from Pointcept, and why:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lidarcl.models.backbones.base import (BackboneOutput, biased_subm_conv3d,
-                                           set_conv_algorithm)
+                                           check_point_columns, set_conv_algorithm)
 from lidarcl.models.backbones.minkunet import _spconv
 from lidarcl.ops.serialize import MAX_DEPTH, SERIALIZATION_ORDERS
 from lidarcl.ops.voxelize import voxelize
@@ -143,17 +143,26 @@ class Level:
     depth: int                 # bits per axis left in the codes
     sparse: object             # spconv SparseConvTensor on these voxels (CPE convs)
     cluster: torch.Tensor | None = None  # (M_finer,) parent of each finer voxel
-    _patches: dict | None = None
+    _cache: dict = field(default_factory=dict)  # patch layouts and gathers, per level
 
     def patches(self, patch_size: int) -> Patches:
-        if self._patches is None:
-            self._patches = {}
-        if patch_size not in self._patches:
-            self._patches[patch_size] = build_patches(self.counts, patch_size)
-        return self._patches[patch_size]
+        if patch_size not in self._cache:
+            self._cache[patch_size] = build_patches(self.counts, patch_size)
+        return self._cache[patch_size]
+
+    def gather(self, patch_size: int, order_row: int):
+        """``(rows, slot_of_voxel)`` for one patch size and order, computed once per level
+        (every block of a stage that uses this order shares them): the voxel read at each
+        patch slot, and the slot each voxel reads its output back from."""
+        key = ("gather", patch_size, order_row)
+        if key not in self._cache:
+            patches = self.patches(patch_size)
+            self._cache[key] = (self.orders[order_row][patches.index],
+                                patches.slot[self.inverses[order_row]])
+        return self._cache[key]
 
 
-def _order_ids(num_orders: int, shuffle: bool, device) -> list:
+def _order_ids(num_orders: int, shuffle: bool) -> list:
     if shuffle:
         return torch.randperm(num_orders).tolist()
     return list(range(num_orders))
@@ -210,8 +219,7 @@ class SerializedAttention(nn.Module):
         if patches.size == 0:
             return self.proj(x)
         qkv = self.qkv(x)
-        rows = level.orders[order_row][patches.index]           # voxel read at each slot
-        slot_of_voxel = patches.slot[level.inverses[order_row]]  # slot each voxel reads back
+        rows, slot_of_voxel = level.gather(self.patch_size, order_row)
         flash = self._backend(x.device)
         if flash is not None:
             out = self._flash(flash, qkv, rows, patches)
@@ -308,7 +316,7 @@ class GridPooling(nn.Module):
         orders, inverses = _sort_codes(codes)
         counts = torch.bincount(coords[:, 0].long(), minlength=len(level.counts))
         return Level(coords.contiguous(), codes, orders, inverses,
-                     _order_ids(len(codes), shuffle, codes.device), counts,
+                     _order_ids(len(codes), shuffle), counts,
                      level.depth - shift, None, cluster)
 
     def forward(self, x: torch.Tensor, coarse: Level) -> torch.Tensor:
@@ -453,14 +461,12 @@ class PointTransformerV3(nn.Module):
         counts = torch.bincount(batch, minlength=batch_size)
         shuffle = self.training and self.shuffle_orders
         return Level(grid, codes, orders, inverses,
-                     _order_ids(len(self.orders), shuffle, device), counts, depth,
+                     _order_ids(len(self.orders), shuffle), counts, depth,
                      _sparse_tensor(features, grid, batch_size))
 
     def forward(self, points: torch.Tensor, offsets: torch.Tensor) -> BackboneOutput:
         set_conv_algorithm(self, points.device)
-        if points.shape[1] < self.in_channels:
-            raise ValueError(f"points have {points.shape[1]} columns but the backbone reads "
-                             f"{self.in_channels}")
+        check_point_columns(points, self.in_channels)
         voxels = voxelize(points, offsets, self.voxel_size, self.point_range, self.mode,
                           features=points[:, :self.in_channels], align=self.align)
         level = self._first_level(voxels.coords, voxels.batch_size, voxels.features)

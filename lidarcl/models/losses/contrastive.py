@@ -40,7 +40,7 @@ from torch import nn
 from lidarcl.registry import MODELS
 
 __all__ = ["PairwiseContrastiveLoss", "InfoNCELoss", "DCLLoss", "HardNegativeLoss",
-           "sample_pairs", "check_pairs"]
+           "sample_pairs", "check_pairs", "select_pairs"]
 
 
 def check_pairs(query: torch.Tensor, key: torch.Tensor, groups=None) -> None:
@@ -63,6 +63,16 @@ def sample_pairs(num: int, max_pairs: int | None, device, generator=None) -> tor
     return perm.sort().values.to(device)
 
 
+def select_pairs(query, key, groups, max_pairs: int | None, generator=None):
+    """The checked pairs a loss works on: ``(query, key, groups)``, at most ``max_pairs`` rows
+    drawn by :func:`sample_pairs` (``groups`` may be ``None``)."""
+    check_pairs(query, key, groups)
+    rows = sample_pairs(query.shape[0], max_pairs, query.device, generator)
+    if rows is None:
+        return query, key, groups
+    return query[rows], key[rows], None if groups is None else groups[rows]
+
+
 class PairwiseContrastiveLoss(nn.Module):
     """Base of the pairwise losses: checks, pair sampling, normalisation, float32,
     symmetric form. Subclasses implement :meth:`directional` on normalised float32 rows."""
@@ -81,11 +91,7 @@ class PairwiseContrastiveLoss(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, groups: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        check_pairs(query, key, groups)
-        rows = sample_pairs(query.shape[0], self.max_pairs, query.device, generator)
-        if rows is not None:
-            query, key = query[rows], key[rows]
-            groups = None if groups is None else groups[rows]
+        query, key, groups = select_pairs(query, key, groups, self.max_pairs, generator)
         if query.shape[0] == 0:
             return query.sum() * 0.0
         q = F.normalize(query.float(), dim=1)

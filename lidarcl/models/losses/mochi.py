@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lidarcl.models.losses.contrastive import check_pairs, sample_pairs
+from lidarcl.models.losses.contrastive import select_pairs
 from lidarcl.registry import MODELS
 
 __all__ = ["MoCHiLoss", "MixedNegatives", "mix_hard_negatives"]
@@ -98,10 +98,7 @@ class MoCHiLoss(nn.Module):
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, groups=None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        check_pairs(query, key, groups)
-        rows = sample_pairs(query.shape[0], self.max_pairs, query.device, generator)
-        if rows is not None:
-            query, key = query[rows], key[rows]
+        query, key, _ = select_pairs(query, key, groups, self.max_pairs, generator)
         if query.shape[0] == 0:
             return query.sum() * 0.0
         q = F.normalize(query.float(), dim=1)

@@ -122,6 +122,22 @@ class Pretrainer(BaseModel):
                                     points))
         return out
 
+    def matched_views(self, batch: dict):
+        """The first two views through the backbone and the rows they share:
+        ``(first, second, rows_a, rows_b)`` with ``first.index[rows_a] ==
+        second.index[rows_b]``, both inside the voxel grid."""
+        first, second = self.encode_views(batch, num_views=2)
+        rows_a, rows_b = match_rows(first.index, second.index, len(batch["points"]),
+                                    first.valid, second.valid)
+        return first, second, rows_a, rows_b
+
+    def batch_regions(self, batch: dict) -> torch.Tensor:
+        """The batch's per-point ``regions``, or a KeyError naming the missing transform."""
+        if batch.get("regions") is None:
+            raise KeyError(f"{type(self).__name__} needs per-point 'regions': add "
+                           "SegmentRegions to the pipeline before MultiViewAugment")
+        return batch["regions"]
+
     # ----------------------------------------------------------------- forward
     def loss(self, batch: dict) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lidarcl.models.pretrainers.base import Pretrainer, match_rows, projection_head
+from lidarcl.models.pretrainers.base import Pretrainer, projection_head
 from lidarcl.registry import MODELS
 
 __all__ = ["ForegroundAwareContrast", "foreground_segments", "multi_positive_info_nce"]
@@ -140,15 +140,11 @@ class ForegroundAwareContrast(Pretrainer):
     def loss(self, batch: dict) -> dict:
         from lidarcl.ops import region_pool
 
-        if batch.get("regions") is None:
-            raise KeyError("FAC needs per-point 'regions': add SegmentRegions to the pipeline "
-                           "before MultiViewAugment")
-        first, second = self.encode_views(batch, num_views=2)
-        rows_a, rows_b = match_rows(first.index, second.index, len(batch["points"]),
-                                    first.valid, second.valid)
+        all_regions = self.batch_regions(batch)
+        first, second, rows_a, rows_b = self.matched_views(batch)
         anchor_rows = first.index[rows_a]                         # rows of the batch points
         batch_idx = first.batch_idx[rows_a]
-        regions = batch["regions"].to(rows_a.device)[anchor_rows]
+        regions = all_regions.to(rows_a.device)[anchor_rows]
         segment, foreground = foreground_segments(
             regions, batch["points"][anchor_rows, :3], batch_idx,
             self.max_foreground_points, self.ground_tile)

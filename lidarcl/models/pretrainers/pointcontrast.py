@@ -14,7 +14,7 @@ pairwise loss of ``lidarcl.models.losses`` (``loss=dict(type=...)``), InfoNCE by
 """
 from __future__ import annotations
 
-from lidarcl.models.pretrainers.base import Pretrainer, match_rows, projection_head
+from lidarcl.models.pretrainers.base import Pretrainer, projection_head
 from lidarcl.registry import MODELS
 
 
@@ -37,9 +37,7 @@ class PointContrast(Pretrainer):
                                                     max_pairs=4096))
 
     def loss(self, batch: dict) -> dict:
-        first, second = self.encode_views(batch, num_views=2)
-        rows_a, rows_b = match_rows(first.index, second.index, len(batch["points"]),
-                                    first.valid, second.valid)
+        first, second, rows_a, rows_b = self.matched_views(batch)
         query = self.head(first.features[rows_a])
         key = self.head(second.features[rows_b])
         return {"loss_point": self.loss_point(query, key, generator=self.step_generator())}

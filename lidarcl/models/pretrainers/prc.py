@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from lidarcl.models.pretrainers.base import Pretrainer, match_rows, projection_head
+from lidarcl.models.pretrainers.base import Pretrainer, projection_head
 from lidarcl.registry import MODELS
 
 __all__ = ["PointRegionContrast", "pool_matched_regions"]
@@ -50,12 +50,12 @@ def pool_matched_regions(features_a, features_b, regions, batch_idx, min_points:
     empty = features_a.new_zeros((0, features_a.shape[1]))
     if not bool(keep.any()):
         return empty, empty, regions.new_zeros((0, 2))
-    key = batch_idx[keep] * (int(regions.max()) + 1) + regions[keep]
+    span = int(regions.max()) + 1
+    key = batch_idx[keep] * span + regions[keep]
     unique, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
     pooled_a = region_pool(features_a[keep], inverse, len(unique), "mean").features
     pooled_b = region_pool(features_b[keep], inverse, len(unique), "mean").features
     enough = counts >= min_points
-    span = int(regions.max()) + 1
     keys = torch.stack([unique // span, unique % span], 1)
     return pooled_a[enough], pooled_b[enough], keys[enough]
 
@@ -86,16 +86,12 @@ class PointRegionContrast(Pretrainer):
         self.min_region_points = int(min_region_points)
 
     def loss(self, batch: dict) -> dict:
-        if batch.get("regions") is None:
-            raise KeyError("PRC needs per-point 'regions': add SegmentRegions to the "
-                           "pipeline before MultiViewAugment")
-        first, second = self.encode_views(batch, num_views=2)
-        rows_a, rows_b = match_rows(first.index, second.index, len(batch["points"]),
-                                    first.valid, second.valid)
+        all_regions = self.batch_regions(batch)
+        first, second, rows_a, rows_b = self.matched_views(batch)
         feats_a, feats_b = first.features[rows_a], second.features[rows_b]
         loss_point = self.point_loss(self.point_head(feats_a), self.point_head(feats_b),
                                      generator=self.step_generator(0))
-        regions = batch["regions"].to(rows_a.device)[first.index[rows_a]]
+        regions = all_regions.to(rows_a.device)[first.index[rows_a]]
         pooled_a, pooled_b, _ = pool_matched_regions(feats_a, feats_b, regions,
                                                      first.batch_idx[rows_a],
                                                      self.min_region_points)
