@@ -35,6 +35,34 @@ def test_config_parses_and_names_registered_components(path):
 
         model = MODELS.build(cfg.model)  # every pretraining config builds its model
         assert hasattr(model, "backbone")
+    if path.parent.name == "pretrain":  # <method>_<backbone>_<dataset>.py: what it says
+        _, backbone, dataset = path.stem.split("_")
+        assert type(model.backbone).__name__ == PRETRAIN_BACKBONES[backbone]
+        dataset_cfg = cfg.train_dataloader.dataset
+        assert (dataset_cfg.type, dataset_cfg.data_root) == PRETRAIN_DATASETS[dataset]
+        assert "_delete_" not in str(cfg.model) + str(dataset_cfg)
+        steps = [step["type"] for step in dataset_cfg.pipeline]
+        assert "MultiViewAugment" in steps and cfg.train_dataloader.sampler.type == \
+            "InfiniteSampler"
+        assert ("TemporalViews" in steps) == (dataset in ("synth", "nuscenes"))
+
+
+PRETRAIN_BACKBONES = {"minkunet34": "MinkUNet34", "voxelbackbone8x": "VoxelBackBone8x",
+                      "ptv3": "PointTransformerV3"}
+PRETRAIN_DATASETS = {"synth": ("NuScenesDataset", "data/synthetic/"),
+                     "nuscenes": ("NuScenesDataset", "data/nuscenes/"),
+                     "kitti": ("KittiDataset", "data/kitti/"),
+                     "folder": ("FolderDataset", "data/scans/")}
+
+
+def test_every_method_has_its_pretraining_configs():
+    present = {p.stem for p in (REPO / "configs" / "pretrain").glob("*.py")}
+    expected = {f"{method}_{backbone}_{dataset}"
+                for method in ("pointcontrast", "prc", "fac", "cmae")
+                for backbone, dataset in [(b, d) for b in PRETRAIN_BACKBONES
+                                          for d in ("synth", "nuscenes")]
+                + [("minkunet34", "kitti"), ("minkunet34", "folder")]}
+    assert expected <= present, sorted(expected - present)
 
 
 def _loader(cfg_name, data_root, ann_file, **dataset_overrides):

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from lidarcl.datasets.regions import cached_regions, regions_tag, segment_regions
-from lidarcl.datasets.transforms import MultiViewAugment, PackSample, match_views
+from lidarcl.datasets.transforms import (MultiViewAugment, PackSample, TemporalViews,
+                                         match_views, mutual_nearest)
 from lidarcl.registry import HOOKS, MODELS, register_all_modules
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,6 +78,101 @@ def test_cuboid_dropout_removes_points_inside_the_cuboids_only():
     span = points[dropped, :2].max(0) - points[dropped, :2].min(0)
     assert 0 < len(dropped) <= 25 and (span <= 4.0).all()  # one 4 m square of the grid
     assert np.array_equal(view["points"], points[view["index"]])
+
+
+
+def test_mutual_nearest_matches_brute_force():
+    rng = np.random.default_rng(4)
+    query = rng.uniform(0, 5, (400, 3))
+    reference = np.concatenate([query[:250] + rng.normal(0, 0.05, (250, 3)),
+                                rng.uniform(0, 5, (300, 3))])
+    rows_q, rows_r = mutual_nearest(query, reference, 0.15)
+    dist = np.linalg.norm(query[:, None] - reference[None], axis=2)
+    nearest_r, nearest_q = dist.argmin(1), dist.argmin(0)
+    expected = [(q, int(nearest_r[q])) for q in range(len(query))
+                if nearest_q[nearest_r[q]] == q and dist[q, nearest_r[q]] < 0.15]
+    assert list(zip(rows_q.tolist(), rows_r.tolist())) == expected
+    assert len(expected) > 150 and len(set(rows_r.tolist())) == len(rows_r)
+    empty = mutual_nearest(query, reference[:0], 0.15)
+    assert len(empty[0]) == len(empty[1]) == 0
+
+
+def _brute_nearest(query: np.ndarray, reference: np.ndarray):
+    """Nearest reference row and its distance for every query row, by exhaustive float64
+    distances (in blocks of rows, to bound memory)."""
+    reference_t = torch.from_numpy(reference)
+    index, dist = [], []
+    for block in torch.from_numpy(query).split(2048):
+        d = torch.cdist(block, reference_t)
+        best = d.min(1)
+        index.append(best.indices)
+        dist.append(best.values)
+    return torch.cat(index).numpy(), torch.cat(dist).numpy()
+
+
+@pytest.fixture(scope="module")
+def sweep_sample(synthetic_root, tmp_path_factory):
+    """A loaded keyframe of the generated data (1 sweep between keyframes) with its sweeps."""
+    from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
+    from lidarcl.registry import DATASETS
+
+    out = tmp_path_factory.mktemp("temporal_infos")
+    create_nuscenes_infos(synthetic_root.dataroot, synthetic_root.version, out, max_sweeps=3)
+    dataset = DATASETS.build(dict(
+        type="NuScenesDataset", ann_file=str(out / "nuscenes_infos_train.json"),
+        data_root=synthetic_root.dataroot, filter_empty_gt=False,
+        pipeline=[dict(type="LoadPoints", use_dims=[0, 1, 2, 3])]))
+    sample = next(dataset[i] for i in range(len(dataset)) if len(dataset[i]["sweeps"]) >= 2)
+    return sample
+
+
+def test_temporal_views_pair_sweep_points_with_mutual_nearest_keyframe_points(sweep_sample):
+    import copy
+
+    sample = MultiViewAugment(num_views=2, jitter_std=0.0, seed=2)(copy.deepcopy(sweep_sample))
+    spatial = copy.deepcopy(sample["views"])
+    sample = TemporalViews(view_ids=(1,), prob=1.0, max_sweeps=3, match_radius=0.3,
+                           seed=5)(sample)
+    assert sample["temporal_views"] == [1]
+    assert np.array_equal(sample["views"][0]["points"], spatial[0]["points"])  # untouched
+    view = sample["views"][1]
+    sweep = sweep_sample["sweeps"][view["sweep"]]
+    # independent reference: the sweep file, the ego-vehicle cut, sweep2lidar, brute force
+    raw = np.fromfile(sweep["path"], dtype=np.float32).reshape(-1, 5)[:, :4].astype(np.float64)
+    raw = raw[~((np.abs(raw[:, 0]) < 1.0) & (np.abs(raw[:, 1]) < 1.0))]
+    mat = np.asarray(sweep["sweep2lidar"])
+    in_key = raw[:, :3] @ mat[:3, :3].T + mat[:3, 3]
+    key = sweep_sample["points"][:, :3].astype(np.float64)
+    to_key, dist_key = _brute_nearest(in_key, key)
+    to_sweep, _ = _brute_nearest(key, in_key)
+    rows = np.array([q for q in range(len(in_key))
+                     if to_sweep[to_key[q]] == q and dist_key[q] < 0.3])
+    assert np.array_equal(view["index"], to_key[rows])
+    similarity = spatial[1]["matrix"]
+    np.testing.assert_allclose(view["points"][:, :3],
+                               in_key[rows] @ similarity[:3, :3].T + similarity[:3, 3],
+                               atol=1e-4)
+    np.testing.assert_allclose(view["points"][:, 3], raw[rows, 3], atol=1e-6)
+    assert np.array_equal(view["matrix"], similarity)
+    assert view["time_lag"] == sweep["time_lag"] > 0
+    assert len(rows) > 0.2 * len(key)  # the static world pairs up across sweeps
+    rows_a, rows_b = match_views(sample["views"][0]["index"], view["index"])
+    assert len(rows_a) > 0
+
+
+def test_temporal_views_leave_keyframe_only_samples_and_check_their_input(sweep_sample):
+    import copy
+
+    sample = MultiViewAugment(num_views=2, seed=2)(copy.deepcopy(sweep_sample))
+    sample["sweeps"] = []
+    before = [v["index"] for v in sample["views"]]
+    sample = TemporalViews(prob=1.0)(sample)
+    assert sample["temporal_views"] == [] and all(
+        a is v["index"] for a, v in zip(before, sample["views"]))
+    with pytest.raises(ValueError, match="needs the views of MultiViewAugment"):
+        TemporalViews()(copy.deepcopy(sweep_sample))
+    with pytest.raises(ValueError, match="out of range"):
+        TemporalViews(view_ids=(2,))(MultiViewAugment(num_views=2)(copy.deepcopy(sweep_sample)))
 
 
 # ------------------------------------------------------------------------------- regions
@@ -249,6 +345,46 @@ def run(data_root, work_dir, iters, resume=False, **extra):
     _RECORDED.clear()
     run_pretraining(cfg)
     return list(_RECORDED)
+
+
+@pytest.mark.parametrize("config, dataset", [("fac_minkunet34_folder", "folder"),
+                                             ("pointcontrast_minkunet34_kitti", "kitti")])
+def test_kitti_and_folder_configs_pretrain_on_the_real_frames(config, dataset, tmp_path):
+    """The KITTI / folder pretraining configs through the Runner on the real frames: one
+    iteration, a finite loss, the backbone exported (FAC's regions cached in the folder)."""
+    from lidarcl.engine import build_pretrain_config, run_pretraining
+
+    real = REPO.parent / "shared/data/real"
+    if dataset == "kitti":
+        from lidarcl.datasets.kitti_converter import create_kitti_infos
+
+        if not (real / "kitti").is_dir():
+            pytest.skip("real KITTI frame not found")
+        create_kitti_infos(real / "kitti", tmp_path)
+        data_root, extra = str(real / "kitti"), {
+            "train_dataloader.dataset.ann_file": str(tmp_path / "kitti_infos_train.json"),
+            "model.loss.max_pairs": 256}
+    else:
+        if not (REAL / "frame.json").is_file():
+            pytest.skip("real nuScenes frame not found")
+        frame = json.loads((REAL / "frame.json").read_text())
+        scan = np.fromfile(REAL / frame["lidar_file"], np.float32).reshape(-1, 5)[:, :4]
+        (tmp_path / "scans").mkdir()
+        scan.tofile(tmp_path / "scans" / "a.bin")
+        scan[::2].tofile(tmp_path / "scans" / "b.bin")
+        data_root, extra = str(tmp_path / "scans"), {"model.num_anchors": 256}
+    options = small_options(data_root, 1)
+    del options["model.loss.max_pairs"]  # FAC has no `loss`; each case sets its own size
+    options.update(extra)
+    cfg = build_pretrain_config(str(REPO / "configs/pretrain" / f"{config}.py"),
+                                str(tmp_path / "work"), False, options)
+    cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type="RecordLossHook")]
+    _RECORDED.clear()
+    run_pretraining(cfg)
+    assert len(_RECORDED) == 1 and np.isfinite(_RECORDED[0][1])
+    assert (tmp_path / "work" / "backbone.pth").is_file()
+    if dataset == "folder":
+        assert len(list((tmp_path / "scans" / "regions").rglob("*.npy"))) >= 1
 
 
 def test_resume_continues_at_the_same_iteration_with_the_same_loss(tiny_dataset, tmp_path):
@@ -430,6 +566,30 @@ def test_masked_contrast_trains_on_each_backbone(name):
         optimizer.step()
         totals.append(float(sum(out.values()).detach()))
     assert totals[-1] < totals[0]
+
+
+def test_cell_decoder_contrasts_content_not_position():
+    """The consistency term's features must not see the cells' absolute positions (both
+    branches share them, so InfoNCE would be solved from position alone): moving the
+    centres changes the predicted points, not the content features."""
+    from lidarcl.models.backbones.base import set_conv_algorithm
+    from lidarcl.models.pretrainers.cmae import CellDecoder
+
+    torch.manual_seed(0)
+    decoder = CellDecoder(channels=8, hidden=16, points_per_cell=4, key="t").eval()
+    set_conv_algorithm(decoder, torch.device("cpu"))
+    coords = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1]],
+                          dtype=torch.int32)
+    features = torch.randn(4, 8)
+    visible = torch.tensor([True, False, True, False])
+    centres = torch.rand(4, 3)
+    content, points = decoder(features, visible, centres, coords, [2, 2, 2], 1)
+    moved_content, moved_points = decoder(features, visible, centres + 0.5, coords,
+                                          [2, 2, 2], 1)
+    assert torch.equal(content, moved_content)
+    assert not torch.allclose(points, moved_points)
+    other_content, _ = decoder(features * 2, visible, centres, coords, [2, 2, 2], 1)
+    assert not torch.allclose(content, other_content)  # the content is the features'
 
 
 def test_masked_contrast_masks_are_independent_and_sized():

@@ -8,6 +8,9 @@ the same run.
 nuscenes-devkit numpy path (see ``benchmarks/ops.py``).
 ``backbones``: forward and forward+backward time and peak memory of each backbone
 (``benchmarks/backbones.py``)    python tools/benchmark.py backbones [--threads 1 2]
+``pretrain``: seconds per pretraining iteration, its data-loading share and peak memory per
+method x backbone on the real nuScenes frame (``benchmarks/pretrain.py``)
+    python tools/benchmark.py pretrain [--threads 2] [--methods ...] [--backbones ...]
 """
 from __future__ import annotations
 
@@ -36,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--sweeps", type=int, default=10)
     bb.add_argument("--backbones", nargs="+", default=None)
     bb.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
+    pt = sub.add_parser("pretrain", help="pretraining iteration: data vs model, memory")
+    pt.add_argument("--threads", type=int, default=2)
+    pt.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    pt.add_argument("--iters", type=int, default=3)
+    pt.add_argument("--methods", nargs="+", default=None)
+    pt.add_argument("--backbones", nargs="+", default=None)
+    pt.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
     return parser
 
 
@@ -47,6 +57,9 @@ def main(argv=None) -> int:
     if args.command == "backbones":
         from benchmarks import backbones
         return backbones.main(args)
+    if args.command == "pretrain":
+        from benchmarks import pretrain
+        return pretrain.main(args)
     return 2
 
 

@@ -26,7 +26,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe-epochs", type=int, default=30)
     parser.add_argument("--methods", nargs="+", default=None)
-    parser.add_argument("--backbones", nargs="+", default=["voxelbackbone8x", "ptv3"])
+    parser.add_argument("--backbones", nargs="*", default=["voxelbackbone8x", "ptv3"],
+                        help="stage 2 backbones (none: stage 1 only)")
     args = parser.parse_args(argv)
 
     from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos

@@ -5,4 +5,4 @@ model = dict(type="MaskedContrast", mask_size=1.0, mask_ratio=0.6, decoder_chann
              points_per_cell=16, target_points=32, head_channels=64,
              consistency_loss=dict(type="InfoNCELoss", temperature=0.07, max_pairs=4096,
                                    symmetric=True),
-             consistency_weight=1.0)
+             consistency_weight=0.1)

@@ -1,5 +1,4 @@
-# PointContrast (Xie et al., ECCV 2020) on Point Transformer V3, generated dataset.
-_base_ = ["../_base_/datasets/synthetic_pretrain.py", "../_base_/models/ptv3.py",
-          "../_base_/schedules/pretrain_adamw.py", "../_base_/default_runtime.py"]
-model = dict(type="PointContrast",
-             loss=dict(type="InfoNCELoss", temperature=0.07, max_pairs=4096))
+# PointContrast (Xie et al., ECCV 2020) on Point Transformer V3, generated data:
+# the MinkUNet34 config with the backbone swapped.
+_base_ = ["./pointcontrast_minkunet34_synth.py", "../_base_/models/backbones.py"]
+model = dict(backbone={{_base_.ptv3_backbone}})

@@ -1,5 +1,6 @@
 # nuScenes LiDAR keyframes for pretraining: two augmented views per scan with exact point
-# correspondences (MultiViewAugment); no boxes needed.
+# correspondences (MultiViewAugment), the second one from a neighbouring sweep half of the
+# time (TemporalViews); no boxes needed.
 _base_ = ["./nuscenes.py"]
 
 pretrain_pipeline = [
@@ -8,6 +9,8 @@ pretrain_pipeline = [
     dict(type="MultiViewAugment", num_views=2, rot_range=[-3.1415926, 3.1415926],
          flip_ratio=0.5, scale_range=[0.95, 1.05], jitter_std=0.01, jitter_clip=0.05,
          translate=0.1),
+    # where the sample lists sweeps: view 1 from one of the 3 newest, half of the time
+    dict(type="TemporalViews", view_ids=[1], prob=0.5, max_sweeps=3, match_radius=0.2),
     dict(type="PackSample", keys=["points", "views"]),
 ]
 # iteration-based training: the sampler never runs dry

@@ -14,7 +14,8 @@ from lidarcl.datasets.transforms.formatting import PackSample
 from lidarcl.datasets.transforms.loading import (LoadImages, LoadLidarsegLabels, LoadPoints,
                                                  LoadSuperpixels, LoadSweeps)
 from lidarcl.datasets.transforms.regions import SegmentRegions
-from lidarcl.datasets.transforms.views import MultiViewAugment, match_views
+from lidarcl.datasets.transforms.views import (MultiViewAugment, TemporalViews, match_views,
+                                               mutual_nearest)
 
 __all__ = [
     "LoadPoints", "LoadSweeps", "LoadImages", "LoadSuperpixels", "LoadLidarsegLabels",
@@ -22,5 +23,5 @@ __all__ = [
     "PointsInCameraFOV", "PointSample", "PointShuffle",
     "GlobalRotScaleTrans", "RandomFlip3D", "PointJitter", "PointDropout",
     "apply_lidar_transform", "PackSample", "SegmentRegions", "MultiViewAugment",
-    "match_views",
+    "TemporalViews", "match_views", "mutual_nearest",
 ]

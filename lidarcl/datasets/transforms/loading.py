@@ -86,6 +86,32 @@ class LoadPoints(Transform):
         return sample
 
 
+def load_sweep(sample: dict, sweep: dict, dims: Sequence[int] | None, columns: int,
+               remove_close: float = 1.0, strict: bool = False) -> tuple[np.ndarray, int]:
+    """One sweep ``{"path", "sweep2lidar", ...}`` of ``sample`` in the keyframe's LiDAR
+    frame: ``(points (N, columns) float32, non-finite rows dropped)``. Points within
+    ``remove_close`` metres of the sensor (``|x| < r and |y| < r`` in the sweep's own
+    frame) are removed before mapping by ``sweep2lidar``."""
+    path = sweep["path"]
+    if not os.path.isfile(path):
+        raise DataFileNotFound(path, f"sweep of sample {sample.get('token', '?')}")
+    nf = sweep.get("num_point_features", sample.get("num_point_features"))
+    pts, dropped = load_points(path, nf, drop_nonfinite=not strict)
+    cols = _check_dims(path, dims, pts.shape[1])
+    pts = pts[:, cols].astype(np.float32, copy=False)
+    if pts.shape[1] != columns:
+        raise DataError(path, f"sweep points have {pts.shape[1]} columns after "
+                              f"use_dims, keyframe points {columns}")
+    mat = np.asarray(sweep["sweep2lidar"], dtype=np.float64)
+    if mat.shape != (4, 4) or not np.isfinite(mat).all():
+        raise DataError(path, f"sweep2lidar of sample {sample.get('token', '?')} "
+                              f"must be a finite 4x4 matrix, got shape {mat.shape}")
+    if remove_close > 0:
+        close = (np.abs(pts[:, 0]) < remove_close) & (np.abs(pts[:, 1]) < remove_close)
+        pts = pts[~close]
+    return transform_points(pts, mat), dropped
+
+
 @TRANSFORMS.register_module()
 class LoadSweeps(Transform):
     """Merge the previous LiDAR sweeps into the keyframe's LiDAR frame.
@@ -127,26 +153,9 @@ class LoadSweeps(Transform):
         dropped_total = 0
         sweeps = list(sample.get("sweeps", []))[:self.num_sweeps]
         for sweep in sweeps:
-            path = sweep["path"]
-            if not os.path.isfile(path):
-                raise DataFileNotFound(path, f"sweep of sample {sample.get('token', '?')}")
-            nf = sweep.get("num_point_features", sample.get("num_point_features"))
-            pts, dropped = load_points(path, nf, drop_nonfinite=not self.strict)
+            pts, dropped = load_sweep(sample, sweep, dims, key_points.shape[1],
+                                      self.remove_close, self.strict)
             dropped_total += dropped
-            cols = _check_dims(path, dims, pts.shape[1])
-            pts = pts[:, cols].astype(np.float32, copy=False)
-            if pts.shape[1] != key_points.shape[1]:
-                raise DataError(path, f"sweep points have {pts.shape[1]} columns after "
-                                      f"use_dims, keyframe points {key_points.shape[1]}")
-            mat = np.asarray(sweep["sweep2lidar"], dtype=np.float64)
-            if mat.shape != (4, 4) or not np.isfinite(mat).all():
-                raise DataError(path, f"sweep2lidar of sample {sample.get('token', '?')} "
-                                      f"must be a finite 4x4 matrix, got shape {mat.shape}")
-            if self.remove_close > 0:
-                r = self.remove_close
-                close = (np.abs(pts[:, 0]) < r) & (np.abs(pts[:, 1]) < r)
-                pts = pts[~close]
-            pts = transform_points(pts, mat)
             lag = np.full((len(pts), 1), float(sweep.get("time_lag", 0.0)), np.float32)
             parts.append(np.concatenate([pts, lag], 1))
         if self.pad_empty:

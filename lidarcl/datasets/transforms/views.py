@@ -18,6 +18,15 @@ clipped to ``clip``), a translation uniform in ``[-translate, translate]`` per a
 ``cuboid_dropout`` cuboids (edges uniform in ``cuboid_size``, centred on random points)
 whose points the view drops. Two views share a point ``p`` exactly when ``p`` is in both
 ``index`` arrays (:func:`match_views`).
+
+``TemporalViews`` (after ``MultiViewAugment``) rebuilds chosen views from a neighbouring
+LiDAR sweep instead of the keyframe, where the sample lists sweeps: the sweep is mapped into
+the keyframe's LiDAR frame (ego-motion compensation, ``sweep2lidar``), each sweep point is
+paired with its mutual nearest keyframe point within ``match_radius`` (the temporal
+correspondence; unpaired sweep points are dropped), and the view's similarity is applied.
+The points then differ between the views (another revolution of the sensor), not only
+their augmentation: the spatiotemporal positives of SuperFlow (Xu et al., arXiv
+2503.19912) and of PointContrast's registered frames, on static structure.
 """
 from __future__ import annotations
 
@@ -26,9 +35,10 @@ from typing import Sequence
 import numpy as np
 
 from lidarcl.datasets.transforms.base import RandomSource, Transform
+from lidarcl.datasets.transforms.loading import load_sweep
 from lidarcl.registry import TRANSFORMS
 
-__all__ = ["MultiViewAugment", "match_views"]
+__all__ = ["MultiViewAugment", "TemporalViews", "match_views", "mutual_nearest"]
 
 
 def match_views(index_a: np.ndarray, index_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,4 +118,95 @@ class MultiViewAugment(Transform):
             views.append({"points": view_points.astype(np.float32), "index": index,
                           "matrix": mat})
         sample["views"] = views
+        return sample
+
+
+def mutual_nearest(query: np.ndarray, reference: np.ndarray, radius: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(rows_q, rows_r)`` of mutual nearest neighbours (Euclidean, 3-D) closer than
+    ``radius``: ``reference[rows_r[k]]`` is the nearest reference point of
+    ``query[rows_q[k]]`` and ``query[rows_q[k]]`` is its nearest query point. Each row
+    appears at most once on either side; ``rows_q`` ascends."""
+    from scipy.spatial import cKDTree
+
+    empty = np.zeros(0, dtype=np.int64)
+    if len(query) == 0 or len(reference) == 0:
+        return empty, empty
+    dist, to_ref = cKDTree(reference).query(query, distance_upper_bound=radius)
+    found = np.flatnonzero(np.isfinite(dist))
+    if len(found) == 0:
+        return empty, empty
+    _, to_query = cKDTree(query).query(reference[to_ref[found]])
+    mutual = found[to_query == found]
+    return mutual.astype(np.int64), to_ref[mutual].astype(np.int64)
+
+
+@TRANSFORMS.register_module()
+class TemporalViews(Transform):
+    """Rebuild views ``view_ids`` from a neighbouring sweep, each with probability ``prob``
+    (module doc). Samples without sweeps keep their views unchanged.
+
+    Args:
+        view_ids: which of ``MultiViewAugment``'s views may become temporal.
+        prob: probability that a listed view becomes temporal in a given sample.
+        max_sweeps: the sweep is drawn uniformly from the newest ``max_sweeps``.
+        match_radius: metres; a sweep point and a keyframe point pair only when they are
+            mutual nearest neighbours closer than this.
+        remove_close: sweep points within this radius of the sensor are removed (as in
+            ``LoadSweeps``).
+        use_dims: sweep columns to keep; ``None`` takes the keyframe's (``LoadPoints``).
+        seed: private random source (``None``: numpy's global one).
+
+    Each replaced view keeps its similarity ``matrix`` and gains ``sweep`` (its position in
+    the sample's sweep list) and ``time_lag``; ``sample["temporal_views"]`` lists the views
+    replaced.
+    """
+
+    def __init__(self, view_ids: Sequence[int] = (1,), prob: float = 0.5,
+                 max_sweeps: int = 3, match_radius: float = 0.2, remove_close: float = 1.0,
+                 use_dims: Sequence[int] | None = None, seed: int | None = None):
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}")
+        if max_sweeps < 1 or match_radius <= 0:
+            raise ValueError(f"max_sweeps must be >= 1 and match_radius > 0, got "
+                             f"{max_sweeps}, {match_radius}")
+        self.view_ids = tuple(int(v) for v in view_ids)
+        self.prob = float(prob)
+        self.max_sweeps = int(max_sweeps)
+        self.match_radius = float(match_radius)
+        self.remove_close = float(remove_close)
+        self.use_dims = None if use_dims is None else tuple(int(d) for d in use_dims)
+        self._rng = RandomSource(seed)
+
+    def transform(self, sample: dict) -> dict:
+        views = sample.get("views")
+        if views is None:
+            raise ValueError(f"sample {sample.get('token', '?')}: TemporalViews needs the "
+                             f"views of MultiViewAugment before it in the pipeline")
+        bad = [v for v in self.view_ids if not 0 <= v < len(views)]
+        if bad:
+            raise ValueError(f"TemporalViews: view ids {bad} out of range for "
+                             f"{len(views)} views")
+        sweeps = list(sample.get("sweeps") or [])[:self.max_sweeps]
+        points = np.asarray(sample["points"])
+        dims = self.use_dims if self.use_dims is not None else sample.get("points_use_dims")
+        replaced = []
+        for view_id in self.view_ids if sweeps else ():
+            if self._rng.rand() >= self.prob:
+                continue
+            which = int(self._rng.choice(len(sweeps), 1, replace=False)[0])
+            sweep_points, _ = load_sweep(sample, sweeps[which], dims, points.shape[1],
+                                         self.remove_close)
+            rows, index = mutual_nearest(sweep_points[:, :3].astype(np.float64),
+                                         points[:, :3].astype(np.float64),
+                                         self.match_radius)
+            mat = views[view_id]["matrix"]
+            view_points = sweep_points[rows].astype(np.float32)
+            view_points[:, :3] = (view_points[:, :3].astype(np.float64) @ mat[:3, :3].T
+                                  + mat[:3, 3]).astype(np.float32)
+            views[view_id] = {"points": view_points, "index": index, "matrix": mat,
+                              "sweep": which,
+                              "time_lag": float(sweeps[which].get("time_lag", 0.0))}
+            replaced.append(view_id)
+        sample["temporal_views"] = replaced
         return sample

@@ -1,0 +1,162 @@
+"""Speed and memory of one pretraining iteration per method x backbone on the real nuScenes
+frame (``../shared/data/real/nuscenes``, converted through nuscenes-devkit), and the share of
+the iteration spent in data loading against the model.
+
+Each (method, backbone) runs in its own subprocess at the requested thread count, so the
+peak resident memory (``ru_maxrss``; ``torch.cuda.max_memory_allocated`` on a GPU) is that
+run's alone. Inside it, the method's nuScenes config (``configs/pretrain/<method>_minkunet34
+_nuscenes.py``) is built with the backbone swapped in, and one iteration is:
+
+* **data**: the config's pipeline on the real frame, once per sample of the config's batch
+  (loading, range filter, regions where the method uses them, the augmented views, the
+  temporal view), then ``collate_samples``; the regions cache is warm after the first
+  iteration, so the first (cold) data time is reported on its own. The shared frame has no
+  sweep files, so the index lists the keyframe file itself as its neighbouring sweep, moved
+  by 0.5 m of ego motion and 0.5 degrees of yaw (``sweep2lidar``), and ``TemporalViews``
+  runs in every iteration (``prob=1``; the configs use 0.5): an upper bound of its cost;
+* **model**: ``model.train_step`` with the config's optimizer wrapper (forward, the method's
+  losses, backward, gradient clipping, AdamW step).
+
+One warm-up iteration, then the median of ``--iters`` iterations. The baseline of every row
+is its own data time: the ratio column is model time / data time.
+Run through ``python tools/benchmark.py pretrain``.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("pointcontrast", "prc", "fac", "cmae")
+BACKBONES = {
+    "minkunet34": dict(type="MinkUNet34", in_channels=4, out_channels=64, voxel_size=0.1),
+    "voxelbackbone8x": dict(type="VoxelBackBone8x", in_channels=4),
+    "ptv3": dict(type="PointTransformerV3", in_channels=4, out_channels=64, voxel_size=0.1),
+}
+
+
+def _child(args: list[str]) -> None:
+    """One (method, backbone) measurement; prints a JSON line."""
+    import resource
+    import time
+
+    import torch
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+
+    from lidarcl.datasets.collate import collate_samples
+    from lidarcl.registry import DATASETS, MODELS, register_all_modules
+
+    method, backbone, threads, device, iters = args[0], args[1], int(args[2]), args[3], \
+        int(args[4])
+    data_root, ann_file, cache_dir = args[5], args[6], args[7]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    register_all_modules()
+    cfg = Config.fromfile(str(ROOT / "configs" / "pretrain" / f"{method}_minkunet34_nuscenes.py"))
+    dataset_cfg = cfg.train_dataloader.dataset.to_dict()
+    dataset_cfg.update(data_root=data_root, ann_file=ann_file)
+    for step in dataset_cfg["pipeline"]:
+        if step["type"] == "SegmentRegions":
+            step["cache_dir"] = cache_dir
+        if step["type"] == "TemporalViews":
+            step["prob"] = 1.0
+    dataset = DATASETS.build(dataset_cfg)
+    batch_size = int(cfg.train_dataloader.batch_size)
+    model_cfg = cfg.model.to_dict()
+    model_cfg["backbone"] = dict(BACKBONES[backbone])
+    model = MODELS.build(model_cfg).to(device)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    model.train()
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    data_times, model_times, points = [], [], 0
+    for _ in range(iters + 1):
+        t0 = time.perf_counter()
+        batch = collate_samples([dataset[i % len(dataset)] for i in range(batch_size)])
+        t1 = time.perf_counter()
+        losses = model.train_step(batch, optim_wrapper)
+        sync()
+        t2 = time.perf_counter()
+        data_times.append(t1 - t0)
+        model_times.append(t2 - t1)
+        points = int(batch["offsets"][-1])
+        if not all(torch.isfinite(v).all() for v in losses.values()):
+            raise FloatingPointError(f"{method} x {backbone}: non-finite loss {losses}")
+    peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+    def median(values):
+        return sorted(values)[len(values) // 2]
+
+    print(json.dumps({"batch": batch_size, "points": points, "cold_data": data_times[0],
+                      "data": median(data_times[1:]), "model": median(model_times[1:]),
+                      "peak_mib": peak}))
+
+
+def convert_real_frame(data_root: Path, out: Path) -> Path:
+    """nuScenes info index of the real frame (tools/create_data.py's converter)."""
+    from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
+
+    create_nuscenes_infos(data_root, "v1.0-mini", out)
+    path = out / "nuscenes_infos_train.json"
+    index = json.loads(path.read_text())
+    yaw = np.deg2rad(0.5)
+    moved = np.eye(4)
+    moved[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+    moved[0, 3] = -0.5
+    for info in index["infos"]:
+        info["sweeps"] = [{"path": info["lidar_path"], "sweep2lidar": moved.tolist(),
+                           "time_lag": 0.05, "num_point_features": 5}]
+    path.write_text(json.dumps(index))
+    return path
+
+
+def main(args) -> int:
+    data_root = Path(args.data_root)
+    if not (data_root / "v1.0-mini" / "sample.json").is_file():
+        print(f"real nuScenes frame (v1.0-mini tables) not found at {data_root}")
+        return 1
+    methods = args.methods or list(METHODS)
+    backbones = args.backbones or list(BACKBONES)
+    unknown = sorted(set(methods) - set(METHODS)) + sorted(set(backbones) - set(BACKBONES))
+    if unknown:
+        print(f"unknown methods/backbones {unknown}; known: {list(METHODS)} x "
+              f"{list(BACKBONES)}")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="lidarcl_bench_") as tmp:
+        ann_file = convert_real_frame(data_root, Path(tmp))
+        cache_dir = str(Path(tmp) / "regions")
+        print(f"real nuScenes frame {data_root}, {args.threads} thread(s), device "
+              f"{args.device}; median of {args.iters} iterations after one warm-up")
+        print("| method | backbone | batch | points | data s (cold) | data s | model s | "
+              "iteration s | data share | model / data | peak MiB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for method in methods:
+            for backbone in backbones:
+                proc = subprocess.run(
+                    [sys.executable, "-c",
+                     "import sys; from benchmarks.pretrain import _child; "
+                     "_child(sys.argv[1:])", method, backbone, str(args.threads),
+                     args.device, str(args.iters), str(data_root), str(ann_file), cache_dir],
+                    cwd=ROOT, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    last = (proc.stderr.strip().splitlines() or ["?"])[-1][:160]
+                    print(f"| {method} | {backbone} | failed: {last} ||||||||", flush=True)
+                    continue
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                total = r["data"] + r["model"]
+                print(f"| {method} | {backbone} | {r['batch']} | {r['points']:,} "
+                      f"| {r['cold_data']:.2f} | {r['data']:.2f} | {r['model']:.2f} "
+                      f"| {total:.2f} | {100 * r['data'] / total:.1f}% "
+                      f"| {r['model'] / max(r['data'], 1e-9):.1f}x | {r['peak_mib']:.0f} |",
+                      flush=True)
+    return 0

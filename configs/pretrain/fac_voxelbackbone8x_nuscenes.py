@@ -1,0 +1,4 @@
+# FAC, foreground-aware feature contrast (CVPR 2023) on VoxelBackBone8x (SECOND), nuScenes keyframes:
+# the MinkUNet34 config with the backbone swapped.
+_base_ = ["./fac_minkunet34_nuscenes.py", "../_base_/models/backbones.py"]
+model = dict(backbone={{_base_.voxelbackbone8x_backbone}})

@@ -1,0 +1,4 @@
+# PointContrast (Xie et al., ECCV 2020) on MinkUNet34, a folder of unlabelled scans:
+# the generated-data config with this dataset's loader.
+_base_ = ["./pointcontrast_minkunet34_synth.py", "../_base_/datasets/folder_pretrain.py"]
+train_dataloader = dict(dataset={{_base_.folder_pretrain_dataset}})

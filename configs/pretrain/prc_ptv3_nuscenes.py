@@ -1,0 +1,4 @@
+# PRC, point-region contrast (CALICO stage 1) on Point Transformer V3, nuScenes keyframes:
+# the MinkUNet34 config with the backbone swapped.
+_base_ = ["./prc_minkunet34_nuscenes.py", "../_base_/models/backbones.py"]
+model = dict(backbone={{_base_.ptv3_backbone}})
