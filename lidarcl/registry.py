@@ -43,6 +43,7 @@ def _child_registries() -> dict:
 _CHILDREN = _child_registries()
 HOOKS = _CHILDREN["HOOKS"]
 LOOPS = _CHILDREN["LOOPS"]
+MODEL_WRAPPERS = _CHILDREN["MODEL_WRAPPERS"]
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:

@@ -387,6 +387,28 @@ def test_kitti_and_folder_configs_pretrain_on_the_real_frames(config, dataset, t
         assert len(list((tmp_path / "scans" / "regions").rglob("*.npy"))) >= 1
 
 
+def test_two_cpu_processes_train_one_model_on_different_samples(tiny_dataset, tmp_path):
+    """torchrun --nproc-per-node 2 with --launcher pytorch on CPU (gloo, lidarcl.engine.
+    distributed): both ranks end with the same parameters, changed by training, after
+    drawing different samples; rank 0 exports the backbone."""
+    worker = REPO / "tests" / "helpers" / "ddp_worker.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                           "2", "--master-port", "29517", str(worker), str(CONFIG),
+                           str(tmp_path), tiny_dataset, "2"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 and r["wrapper"] == "CPUDistributedDataParallel"
+               for r in ranks)
+    assert ranks[0]["initial"] == ranks[1]["initial"]      # the same initialisation
+    np.testing.assert_allclose(ranks[0]["final"], ranks[1]["final"], rtol=0, atol=1e-9)
+    assert ranks[0]["final"] != ranks[0]["initial"]        # and it trained
+    assert len(ranks[0]["tokens"]) == len(ranks[1]["tokens"]) == 2
+    assert ranks[0]["tokens"] != ranks[1]["tokens"]        # each rank its own shard
+    assert (tmp_path / "backbone.pth").is_file()
+
+
 def test_resume_continues_at_the_same_iteration_with_the_same_loss(tiny_dataset, tmp_path):
     full = run(tiny_dataset, tmp_path / "full", 3)
     assert [it for it, _ in full] == [0, 1, 2]

@@ -37,10 +37,12 @@ def run_pretraining(cfg: Config, export: bool = True):
     from mmengine.runner import Runner
 
     from lidarcl.engine.checkpoint import export_backbone, install_atomic_checkpoints
+    from lidarcl.engine.distributed import prepare_distributed
     from lidarcl.registry import register_all_modules
 
     register_all_modules()
     install_atomic_checkpoints()
+    prepare_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
     if export and is_main_process():
