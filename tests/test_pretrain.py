@@ -190,6 +190,10 @@ def test_regions_match_open3d_on_the_real_frame(real_points, tmp_path):
         assert (segment_regions(real_points) != labels).sum() <= 10
     xyz = real_points[:, :3].astype(np.float64)
     plane, ground = fit_ground_plane(xyz)
+    for _ in range(5):  # a segmentation whose RANSAC settled on this call's plane
+        if (labels[ground] == -1).all():
+            break
+        labels = segment_regions(real_points)
     # the ground: a near-horizontal plane about 1.8 m below the sensor, holding the points
     # within 0.2 m of it, which are all labelled -1
     assert plane[2] > 0.99 and 1.6 < plane[3] < 2.0
@@ -213,10 +217,11 @@ def test_regions_match_open3d_on_the_real_frame(real_points, tmp_path):
     assert (np.diff(sizes) <= 0).all()  # numbered by decreasing size
     assert 20 < labels.max() + 1 < 500
     # cache: written once, read back, stale shapes named
-    first = cached_regions(real_points, "tok", str(tmp_path))
+    first = cached_regions(real_points, "tok", str(tmp_path))  # a fresh segmentation
     path = tmp_path / regions_tag() / "tok.npy"
-    assert path.is_file() and np.array_equal(first, labels)
-    assert np.array_equal(cached_regions(real_points, "tok", str(tmp_path)), labels)
+    assert path.is_file() and np.array_equal(np.load(path), first)
+    assert (first != labels).sum() <= 10  # RANSAC's threads, as above
+    assert np.array_equal(cached_regions(real_points, "tok", str(tmp_path)), first)  # read
     with pytest.raises(ValueError, match="tok.npy"):
         cached_regions(real_points[:100], "tok", str(tmp_path))
     assert regions_tag(eps=0.5) != regions_tag()
