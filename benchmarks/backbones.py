@@ -10,9 +10,9 @@ Each (backbone, workload, threads) runs in its own subprocess, so the peak resid
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from benchmarks.isolated import peak_memory_mib, report, run_isolated
 
 BACKBONES = {
     "MinkUNet18": dict(type="MinkUNet18", in_channels=4, out_channels=64, voxel_size=0.1),
@@ -26,7 +26,6 @@ BACKBONES = {
 
 def _child(args: list[str]) -> None:
     """One measurement; prints a JSON line."""
-    import resource
     import time
 
     import numpy as np
@@ -75,15 +74,12 @@ def _child(args: list[str]) -> None:
         results[label] = sorted(times)[1]
     with torch.no_grad():
         voxels = len(model(points, offsets).voxels.coords)
-    peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(json.dumps({"points": len(points), "voxels": voxels,
-                      "params": sum(p.numel() for p in model.parameters()),
-                      "peak_mib": peak, **results}))
+    report({"points": len(points), "voxels": voxels,
+            "params": sum(p.numel() for p in model.parameters()),
+            "peak_mib": peak_memory_mib(device), **results})
 
 
 def main(args) -> int:
-    root = Path(__file__).resolve().parents[1]
     data_root = Path(args.data_root)
     if not (data_root / "frame.json").is_file():
         print(f"real nuScenes frame not found at {data_root}")
@@ -96,16 +92,11 @@ def main(args) -> int:
     for name in names:
         for sweeps in (1, args.sweeps):
             for t in threads:
-                proc = subprocess.run(
-                    [sys.executable, "-c",
-                     "import sys; from benchmarks.backbones import _child; "
-                     "_child(sys.argv[1:])", name, str(sweeps), str(t), args.device,
-                     str(data_root)], cwd=root, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    print(f"| {name} | {sweeps} sweep(s) | {t} | failed: "
-                          f"{proc.stderr.strip().splitlines()[-1][:120]} |||||")
+                r = run_isolated("benchmarks.backbones",
+                                 [name, sweeps, t, args.device, data_root])
+                if isinstance(r, str):
+                    print(f"| {name} | {sweeps} sweep(s) | {t} | failed: {r[:120]} |||||")
                     continue
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
                 print(f"| {name} | {'keyframe' if sweeps == 1 else f'{sweeps} sweeps'} | {t} "
                       f"| {r['points']:,} | {r['voxels']:,} | {r['params']:,} "
                       f"| {r['forward']:.2f} | {r['forward+backward']:.2f} "

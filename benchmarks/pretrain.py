@@ -24,14 +24,13 @@ Run through ``python tools/benchmark.py pretrain``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.isolated import ROOT, peak_memory_mib, report, run_isolated
+
 METHODS = ("pointcontrast", "prc", "fac", "cmae")
 BACKBONES = {
     "minkunet34": dict(type="MinkUNet34", in_channels=4, out_channels=64, voxel_size=0.1),
@@ -42,7 +41,6 @@ BACKBONES = {
 
 def _child(args: list[str]) -> None:
     """One (method, backbone) measurement; prints a JSON line."""
-    import resource
     import time
 
     import torch
@@ -91,15 +89,12 @@ def _child(args: list[str]) -> None:
         points = int(batch["offsets"][-1])
         if not all(torch.isfinite(v).all() for v in losses.values()):
             raise FloatingPointError(f"{method} x {backbone}: non-finite loss {losses}")
-    peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-
     def median(values):
         return sorted(values)[len(values) // 2]
 
-    print(json.dumps({"batch": batch_size, "points": points, "cold_data": data_times[0],
-                      "data": median(data_times[1:]), "model": median(model_times[1:]),
-                      "peak_mib": peak}))
+    report({"batch": batch_size, "points": points, "cold_data": data_times[0],
+            "data": median(data_times[1:]), "model": median(model_times[1:]),
+            "peak_mib": peak_memory_mib(device)})
 
 
 def convert_real_frame(data_root: Path, out: Path) -> Path:
@@ -142,17 +137,12 @@ def main(args) -> int:
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for method in methods:
             for backbone in backbones:
-                proc = subprocess.run(
-                    [sys.executable, "-c",
-                     "import sys; from benchmarks.pretrain import _child; "
-                     "_child(sys.argv[1:])", method, backbone, str(args.threads),
-                     args.device, str(args.iters), str(data_root), str(ann_file), cache_dir],
-                    cwd=ROOT, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    last = (proc.stderr.strip().splitlines() or ["?"])[-1][:160]
-                    print(f"| {method} | {backbone} | failed: {last} ||||||||", flush=True)
+                r = run_isolated("benchmarks.pretrain",
+                                 [method, backbone, args.threads, args.device, args.iters,
+                                  data_root, ann_file, cache_dir])
+                if isinstance(r, str):
+                    print(f"| {method} | {backbone} | failed: {r[:160]} ||||||||", flush=True)
                     continue
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
                 total = r["data"] + r["model"]
                 print(f"| {method} | {backbone} | {r['batch']} | {r['points']:,} "
                       f"| {r['cold_data']:.2f} | {r['data']:.2f} | {r['model']:.2f} "

@@ -260,21 +260,28 @@ BACKBONES = {
 }
 
 
+def train_steps(model, batch, steps):
+    """``steps`` AdamW steps (lr 1e-3) of ``model`` on the same ``batch``: the loss dicts
+    of the steps (detached) and their totals."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    outs = []
+    for _ in range(steps):
+        out = model(mode="loss", **batch)
+        optimizer.zero_grad()
+        sum(out.values()).backward()
+        optimizer.step()
+        outs.append({k: v.detach() for k, v in out.items()})
+    return outs, [float(sum(out.values())) for out in outs]
+
+
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_pointcontrast_trains_two_iterations_on_each_backbone(name):
     torch.manual_seed(0)
     model = MODELS.build(dict(type="PointContrast", backbone=BACKBONES[name],
                               loss=dict(type="InfoNCELoss", temperature=0.07, max_pairs=512)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batch = two_view_batch()
-    losses = []
-    for _ in range(2):
-        out = model(mode="loss", **batch)
-        assert set(out) == {"loss_point"} and torch.isfinite(out["loss_point"])
-        optimizer.zero_grad()
-        out["loss_point"].backward()
-        optimizer.step()
-        losses.append(float(out["loss_point"].detach()))
+    outs, losses = train_steps(model, two_view_batch(), 2)
+    assert all(set(out) == {"loss_point"} and torch.isfinite(out["loss_point"])
+               for out in outs)
     assert losses[1] < losses[0]  # one step on the same batch lowers the loss
 
 
@@ -505,18 +512,12 @@ def test_prc_trains_two_iterations_on_each_backbone(name):
                               head_channels=32, head_hidden=64,
                               point_loss=dict(type="InfoNCELoss", temperature=0.07,
                                               max_pairs=512, symmetric=True)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = two_view_batch(regions=True)
     assert int(batch["regions"].max()) >= 3  # the boxes became regions
-    totals = []
-    for _ in range(2):
-        out = model(mode="loss", **batch)
+    outs, totals = train_steps(model, batch, 2)
+    for out in outs:
         assert set(out) == {"loss_point", "loss_region"}
         assert all(torch.isfinite(v) for v in out.values()) and float(out["loss_region"]) > 0
-        optimizer.zero_grad()
-        sum(out.values()).backward()
-        optimizer.step()
-        totals.append(float(sum(out.values()).detach()))
     assert totals[1] < totals[0]
     with pytest.raises(KeyError, match="SegmentRegions"):
         model(mode="loss", **two_view_batch())
@@ -581,17 +582,10 @@ def test_masked_contrast_trains_on_each_backbone(name):
                               decoder_channels=32, consistency_loss=dict(
                                   type="InfoNCELoss", temperature=0.07, max_pairs=512,
                                   symmetric=True)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batch = two_view_batch()
-    totals = []
-    for _ in range(3):
-        out = model(mode="loss", **batch)
+    outs, totals = train_steps(model, two_view_batch(), 3)
+    for out in outs:
         assert set(out) == {"loss_rec_1", "loss_rec_2", "loss_consistency"}
         assert all(torch.isfinite(v) and float(v) > 0 for v in out.values())
-        optimizer.zero_grad()
-        sum(out.values()).backward()
-        optimizer.step()
-        totals.append(float(sum(out.values()).detach()))
     assert totals[-1] < totals[0]
 
 
@@ -688,17 +682,10 @@ def test_fac_trains_on_each_backbone(name):
     torch.manual_seed(0)
     model = MODELS.build(dict(type="ForegroundAwareContrast", backbone=BACKBONES[name],
                               num_anchors=512, max_foreground_points=400, head_channels=32))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batch = two_view_batch(regions=True)
-    totals = []
-    for _ in range(3):
-        out = model(mode="loss", **batch)
+    outs, totals = train_steps(model, two_view_batch(regions=True), 3)
+    for out in outs:
         assert set(out) == {"loss_point", "loss_segment"}
         assert all(torch.isfinite(v) and float(v) > 0 for v in out.values())
-        optimizer.zero_grad()
-        sum(out.values()).backward()
-        optimizer.step()
-        totals.append(float(sum(out.values()).detach()))
     assert totals[-1] < totals[0]
     grads = [p.grad for p in model.correspondence.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in grads)

@@ -45,7 +45,6 @@ released (its README says "TBD"), so the exact form of its term could not be che
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lidarcl.models.backbones.base import set_conv_algorithm
@@ -164,16 +163,15 @@ class MaskedContrast(Pretrainer):
     def _masks(self, batch_of_cell: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
         """Two independent masks, ``mask_ratio`` of each scan's cells hidden (at least one
         cell hidden and one visible where the scan has two cells or more)."""
+        cells_cpu = batch_of_cell.cpu()
+        scans = [rows for rows in (torch.nonzero(cells_cpu == b, as_tuple=True)[0]
+                                   for b in range(batch_size)) if len(rows) >= 2]
         masks = []
         for salt in (11, 12):
             generator = self.step_generator(salt)
             score = torch.rand(len(batch_of_cell), generator=generator)
             hidden = torch.zeros(len(batch_of_cell), dtype=torch.bool)
-            cells_cpu = batch_of_cell.cpu()
-            for b in range(batch_size):
-                rows = torch.nonzero(cells_cpu == b, as_tuple=True)[0]
-                if len(rows) < 2:
-                    continue
+            for rows in scans:
                 count = min(max(1, round(self.mask_ratio * len(rows))), len(rows) - 1)
                 hidden[rows[torch.argsort(score[rows])[:count]]] = True
             masks.append(hidden.to(batch_of_cell.device))
