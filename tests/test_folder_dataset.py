@@ -77,15 +77,15 @@ def test_nan_points_in_folder_scan_dropped_with_count(tmp_path):
 
 
 def test_pipeline_pack_and_collate_from_folder(tmp_path):
-    for i, n in enumerate((30, 0, 12)):
+    for i, n in enumerate((30, 5, 12)):
         _cloud(n=n, seed=i).tofile(tmp_path / f"{i}.bin")
     ds = FolderDataset(str(tmp_path), pipeline=[
         LoadPoints(), PointsRangeFilter([-50, -50, -50, 50, 50, 50]), PackSample()])
     loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_samples)
     batch = next(iter(loader))
-    assert batch["offsets"].tolist() == [30, 30, 42]
-    assert batch["points"].shape == (42, 4)
-    torch.testing.assert_close(batch["points"][30:], torch.from_numpy(_cloud(n=12, seed=2)))
+    assert batch["offsets"].tolist() == [30, 35, 47]
+    assert batch["points"].shape == (47, 4)
+    torch.testing.assert_close(batch["points"][35:], torch.from_numpy(_cloud(n=12, seed=2)))
     assert [len(b) for b in batch["gt_boxes"]] == [0, 0, 0]
 
 

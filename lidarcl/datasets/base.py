@@ -5,7 +5,8 @@ Sample dict keys produced here (before any transform)::
 
     sample_idx, token, timestamp, scene_token, prev, next
     data_root            absolute root the relative paths in the index refer to
-    lidar_path           absolute path of the keyframe point file
+    lidar_path           absolute path of the keyframe point file (every path of the index
+                         must stay inside its root, else DataError naming the index)
     num_point_features   float32 columns in that file
     sweeps               [{"path" (absolute), "timestamp", "time_lag", "sweep2lidar" (4, 4)}]
     cams                 {channel: {"path" (absolute), "height", "width", "timestamp",
@@ -34,15 +35,43 @@ from mmengine.dataset import BaseDataset
 
 from lidarcl.datasets.info_format import read_info_index
 from lidarcl.errors import DataError
+from lidarcl.utils.paths import confined_path
 
 
-def _abs(root: str, rel: str | None) -> str | None:
-    if rel is None or rel == "":
-        return None
-    return rel if os.path.isabs(rel) else os.path.join(root, rel)
 
 
-class InfoDataset(BaseDataset):
+class SkipsSamples:
+    """mmengine ``BaseDataset.__getitem__`` with errors that name the sample.
+
+    A pipeline skips a sample by returning ``None`` (an empty scan: ``LoadPoints``,
+    ``PackSample``; each warns naming the file). In training another sample is drawn, as
+    mmengine does, up to ``max_refetch`` times; when every draw was skipped, or in test
+    mode (an evaluation cannot drop a sample), :class:`DataError` names the sample's
+    file instead of mmengine's generic exception.
+    """
+
+    def __getitem__(self, idx: int) -> dict:
+        if not self._fully_initialized:
+            self.full_init()
+        tries = 1 if self.test_mode else self.max_refetch + 1
+        first = idx
+        for _ in range(tries):
+            data = self.prepare_data(idx)
+            if data is not None:
+                return data
+            idx = self._rand_another()
+        path = self.get_data_info(first).get("lidar_path")
+        if self.test_mode:
+            raise DataError(path, f"sample {first} was skipped by the pipeline (an empty "
+                                  "scan, or no points left after its filters); an evaluation "
+                                  "cannot skip samples: remove it from the dataset")
+        raise DataError(path, f"sample {first} and {tries - 1} other samples drawn in its "
+                              "place were all skipped by the pipeline (empty scans, or no "
+                              "points left after its filters); check the data and the "
+                              "range filters")
+
+
+class InfoDataset(SkipsSamples, BaseDataset):
     """A dataset backed by a lidarcl info index.
 
     Args:
@@ -105,28 +134,36 @@ class InfoDataset(BaseDataset):
         """Turn one sample info into the sample dict documented in this module."""
         root = os.path.abspath(self.data_root or ".")
         index_dir = os.path.dirname(os.path.abspath(self.ann_file))
+        token = info["token"]
+
+        def inside(base: str, entry, what: str) -> str:
+            # every path of the index stays under its root (lidarcl.utils.paths)
+            return confined_path(base, entry, self.ann_file, f"sample {token} {what}")
+
         sample = {
             "sample_idx": index,
-            "token": info["token"],
+            "token": token,
             "timestamp": info.get("timestamp", 0),
             "scene_token": info.get("scene_token", ""),
             "prev": info.get("prev", ""),
             "next": info.get("next", ""),
             "data_root": root,
-            "lidar_path": _abs(root, info["lidar_path"]),
+            "lidar_path": inside(root, info["lidar_path"], "lidar_path"),
             "num_point_features": int(info["num_point_features"]),
             "lidar2ego": np.asarray(info["lidar2ego"], dtype=np.float64),
             "ego2global": np.asarray(info["ego2global"], dtype=np.float64),
-            "sweeps": [{**s, "path": _abs(root, s["path"]),
+            "sweeps": [{**s, "path": inside(root, s["path"], f"sweep {j} path"),
                         "sweep2lidar": np.asarray(s["sweep2lidar"], dtype=np.float64)}
-                       for s in info.get("sweeps", [])],
-            "cams": {name: {**cam, "path": _abs(root, cam["path"]),
+                       for j, s in enumerate(info.get("sweeps", []))],
+            "cams": {name: {**cam, "path": inside(root, cam["path"], f"camera {name} path"),
                             **{k: np.asarray(cam[k], dtype=np.float64)
-                               for k in ("cam2img", "lidar2cam", "lidar2img")},
-                            **({"superpixel_path": _abs(index_dir, cam["superpixel_path"])}
+                               for k in ("cam2img", "lidar2cam", "lidar2img") if k in cam},
+                            **({"superpixel_path": inside(index_dir, cam["superpixel_path"],
+                                                          f"camera {name} superpixel_path")}
                                if cam.get("superpixel_path") else {})}
                      for name, cam in info.get("cams", {}).items()},
-            "lidarseg_path": _abs(root, info.get("lidarseg_path")),
+            "lidarseg_path": (inside(root, info["lidarseg_path"], "lidarseg_path")
+                              if info.get("lidarseg_path") else None),
         }
         boxes = np.asarray(info["gt_boxes"], dtype=np.float32)
         if boxes.size == 0:

@@ -10,16 +10,20 @@ pipeline (``LoadPoints``, filters, augmentations, ``PackSample``) runs on it.
 """
 from __future__ import annotations
 
-import glob
+import logging
 import os
 from typing import Sequence
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 
+from lidarcl.datasets.base import SkipsSamples
 from lidarcl.datasets.io import POINT_SUFFIXES
+from lidarcl.datasets.regions import CACHEDIR_TAG
 from lidarcl.errors import DataError, DataFileNotFound
 from lidarcl.registry import DATASETS
+
+logger = logging.getLogger(__name__)
 
 
 def _npy_columns(path: str) -> int | None:
@@ -33,7 +37,7 @@ def _npy_columns(path: str) -> int | None:
 
 
 @DATASETS.register_module()
-class FolderDataset(BaseDataset):
+class FolderDataset(SkipsSamples, BaseDataset):
     """Point files of a folder as an unlabelled dataset.
 
     Args:
@@ -62,18 +66,44 @@ class FolderDataset(BaseDataset):
                          test_mode=test_mode, **kwargs)
 
     def _find_files(self) -> list[str]:
+        """Point files of the folder (and, recursively, its subfolders), sorted.
+
+        Recursion follows symlinked folders but visits each real folder once (a symlink
+        loop would otherwise list every scan again at each level), skips cache folders
+        tagged with ``CACHEDIR.TAG`` (the region cache writes one, so its ``.npy`` files
+        are never taken for scans), and lists a file reached by two names once."""
         root = os.path.abspath(self.data_root)
         if not os.path.isdir(root):
             raise DataFileNotFound(root, "scan folder")
-        pattern = os.path.join(glob.escape(root), "**", "*") if self.recursive else \
-            os.path.join(glob.escape(root), "*")
-        files = sorted(f for f in glob.glob(pattern, recursive=self.recursive)
-                       if os.path.isfile(f) and f.lower().endswith(self.suffixes))
+        files, seen_dirs, seen_files, duplicates = [], set(), set(), 0
+        for folder, subfolders, names in os.walk(root, followlinks=True):
+            stat = os.stat(folder)
+            if (stat.st_dev, stat.st_ino) in seen_dirs or \
+                    os.path.isfile(os.path.join(folder, CACHEDIR_TAG)):
+                subfolders[:] = []
+                continue
+            seen_dirs.add((stat.st_dev, stat.st_ino))
+            subfolders.sort()
+            if not self.recursive:
+                subfolders[:] = []
+            for name in names:
+                path = os.path.join(folder, name)
+                if not name.lower().endswith(self.suffixes) or not os.path.isfile(path):
+                    continue
+                real = os.path.realpath(path)
+                if real in seen_files:
+                    duplicates += 1
+                    continue
+                seen_files.add(real)
+                files.append(path)
+        if duplicates:
+            logger.warning("%s: %d point files reached through a second name (symlinks) "
+                           "listed once", root, duplicates)
         if not files:
             raise DataError(root, f"no point files ({', '.join(self.suffixes)}) found "
                                   f"{'under' if self.recursive else 'in'} the folder"
                                   f"{'' if self.recursive else ' (recursive=False)'}")
-        return files
+        return sorted(files)
 
     def load_data_list(self) -> list[dict]:
         root = os.path.abspath(self.data_root)

@@ -51,10 +51,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from typing import Any
 
+import numpy as np
+
 from lidarcl.errors import DataError, DataFileNotFound
+from lidarcl.utils.fileio import atomic_write
 
 INFO_FORMAT = "lidarcl-info"
 INFO_FORMAT_VERSION = 1
@@ -79,17 +81,8 @@ def write_info_index(path: str | os.PathLike, infos: list[dict[str, Any]],
     """Write an info index atomically (temporary file, then rename)."""
     path = os.fspath(path)
     meta = {"format": INFO_FORMAT, "format_version": INFO_FORMAT_VERSION, **metadata}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".info-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_strict_json({"metadata": meta, "infos": infos}), f, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(_strict_json({"metadata": meta, "infos": infos}), f, allow_nan=False)
 
 
 def read_info_index(path: str | os.PathLike, dataset: str | None = None
@@ -97,8 +90,9 @@ def read_info_index(path: str | os.PathLike, dataset: str | None = None
     """Read and check an info index; returns ``(infos, metadata)``.
 
     Raises :class:`DataError` naming the file when it is not a lidarcl info index, was
-    written by another format version, describes another dataset than ``dataset``, or
-    lacks a required key.
+    written by another format version, describes another dataset than ``dataset``, has a
+    sample that lacks a required key or holds a field of the wrong type or shape
+    (:func:`check_sample_info`), or lists one token twice.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -106,7 +100,7 @@ def read_info_index(path: str | os.PathLike, dataset: str | None = None
     try:
         with open(path) as f:
             data = json.load(f)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(path, f"not a JSON info index ({exc})") from exc
     meta = data.get("metadata") if isinstance(data, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != INFO_FORMAT:
@@ -122,8 +116,113 @@ def read_info_index(path: str | os.PathLike, dataset: str | None = None
     infos = data.get("infos")
     if not isinstance(infos, list):
         raise DataError(path, "info index has no 'infos' list")
+    seen: dict = {}
     for i, info in enumerate(infos):
-        missing = [k for k in REQUIRED_SAMPLE_KEYS if k not in info]
-        if missing:
-            raise DataError(path, f"sample {i} lacks keys {missing}")
+        check_sample_info(info, i, path)
+        first = seen.setdefault(str(info["token"]), i)
+        if first != i:
+            raise DataError(path, f"samples {first} and {i} share the token {info['token']!r}")
     return infos, meta
+
+
+def _matrix(value, shape: tuple[int, ...], where: str, path: str):
+    """``value`` as a finite float64 array of ``shape``; DataError otherwise."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(path, f"{where} must be a {'x'.join(map(str, shape))} numeric "
+                              f"matrix, got {_short(value)}") from None
+    if arr.shape != shape or not np.isfinite(arr).all():
+        raise DataError(path, f"{where} must be a finite {'x'.join(map(str, shape))} matrix, "
+                              f"got shape {arr.shape}"
+                              + ("" if arr.shape != shape else " with NaN or inf"))
+    return arr
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _count(value, where: str, path: str, minimum: int) -> int:
+    # bool is an int in Python; a JSON true is not a count
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DataError(path, f"{where} must be an integer >= {minimum}, got {_short(value)}")
+    return value
+
+
+def _string(value, where: str, path: str, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise DataError(path, f"{where} must be a {'' if allow_empty else 'non-empty '}"
+                              f"string, got {_short(value)}")
+    return value
+
+
+def check_sample_info(info, i: int, path: str) -> None:
+    """Check the types and shapes of one sample info (module doc); raises
+    :class:`DataError` naming the index, the sample and the field. Paths are checked to be
+    strings here and confined to their root where the dataset joins them
+    (:func:`lidarcl.utils.paths.confined_path`)."""
+    if not isinstance(info, dict):
+        raise DataError(path, f"sample {i} must be an object, got {_short(info)}")
+    missing = [k for k in REQUIRED_SAMPLE_KEYS if k not in info]
+    if missing:
+        raise DataError(path, f"sample {i} lacks keys {missing}")
+    token = info["token"]
+    if isinstance(token, bool) or not isinstance(token, (str, int)) or token == "":
+        raise DataError(path, f"sample {i}: token must be a non-empty string, got "
+                              f"{_short(token)}")
+    at = f"sample {i} ({token})"
+    _string(info["lidar_path"], f"{at}: lidar_path", path)
+    _count(info["num_point_features"], f"{at}: num_point_features", path, 3)
+    for key in ("lidar2ego", "ego2global"):
+        _matrix(info[key], (4, 4), f"{at}: {key}", path)
+    if not isinstance(info["sweeps"], list):
+        raise DataError(path, f"{at}: sweeps must be a list, got {_short(info['sweeps'])}")
+    for j, sweep in enumerate(info["sweeps"]):
+        if not isinstance(sweep, dict) or "path" not in sweep or "sweep2lidar" not in sweep:
+            raise DataError(path, f"{at}: sweep {j} must be an object with 'path' and "
+                                  f"'sweep2lidar', got {_short(sweep)}")
+        _string(sweep["path"], f"{at}: sweep {j} path", path)
+        _matrix(sweep["sweep2lidar"], (4, 4), f"{at}: sweep {j} sweep2lidar", path)
+        lag = sweep.get("time_lag", 0.0)
+        if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not math.isfinite(lag):
+            raise DataError(path, f"{at}: sweep {j} time_lag must be a finite number, got "
+                                  f"{_short(lag)}")
+    if not isinstance(info["cams"], dict):
+        raise DataError(path, f"{at}: cams must be an object, got {_short(info['cams'])}")
+    for name, cam in info["cams"].items():
+        where = f"{at}: camera {name}"
+        if not isinstance(cam, dict):
+            raise DataError(path, f"{where} must be an object, got {_short(cam)}")
+        lacking = [k for k in ("path", "height", "width", "cam2img", "lidar2cam") if k not in cam]
+        if lacking:
+            raise DataError(path, f"{where} lacks keys {lacking}")
+        _string(cam["path"], f"{where} path", path)
+        _count(cam["height"], f"{where} height", path, 1)
+        _count(cam["width"], f"{where} width", path, 1)
+        _matrix(cam["lidar2cam"], (4, 4), f"{where} lidar2cam", path)
+        cam2img = np.asarray(cam["cam2img"], dtype=object)
+        if cam2img.shape not in ((3, 3), (3, 4), (4, 4)):
+            raise DataError(path, f"{where} cam2img must be 3x3, 3x4 or 4x4, got shape "
+                                  f"{cam2img.shape}")
+        _matrix(cam["cam2img"], cam2img.shape, f"{where} cam2img", path)
+        if cam.get("lidar2img") is not None:
+            _matrix(cam["lidar2img"], (4, 4), f"{where} lidar2img", path)
+        if cam.get("superpixel_path") is not None:
+            _string(cam["superpixel_path"], f"{where} superpixel_path", path)
+    for key in ("gt_boxes", "gt_names"):
+        if not isinstance(info[key], list):
+            raise DataError(path, f"{at}: {key} must be a list, got {_short(info[key])}")
+    if not all(isinstance(n, str) for n in info["gt_names"]):
+        raise DataError(path, f"{at}: gt_names must be strings")
+    if info["gt_boxes"]:
+        try:
+            boxes = np.asarray(info["gt_boxes"], dtype=np.float64)
+        except (TypeError, ValueError):
+            boxes = np.zeros(0)
+        if boxes.ndim != 2 or boxes.shape[1] != 7:
+            raise DataError(path, f"{at}: gt_boxes must be (M, 7) numbers [x, y, z, l, w, h, "
+                                  f"yaw], got {_short(info['gt_boxes'])}")
+    if info.get("lidarseg_path") is not None:
+        _string(info["lidarseg_path"], f"{at}: lidarseg_path", path)

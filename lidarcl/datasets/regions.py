@@ -17,21 +17,29 @@ Output: ``(N,)`` int32 region ids, ``-1`` for ground and DBSCAN noise, clusters 
 ``0..R-1`` by decreasing size (ties by their lowest point index), so the ids do not depend
 on DBSCAN's internal order.
 
-Cache (:func:`cached_regions`): ``<cache_dir>/<method tag>/<sample token>.npy``, written
-atomically (temporary file, then rename); the method tag encodes every parameter, so a
-change of parameters never reads stale regions.
+Cache (:func:`cached_regions`): ``<cache_dir>/<method tag>/<sample token>.npy`` (tokens that
+are not plain file names are sanitised and hashed: :func:`lidarcl.utils.paths.safe_file_stem`),
+written atomically (temporary file, then rename); the method tag encodes every parameter,
+so a change of parameters never reads stale regions. A cache that cannot be written
+(read-only data root) is skipped with one warning.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
+import logging
 
 import numpy as np
 
+from lidarcl.errors import DataError
+from lidarcl.utils.fileio import atomic_write
+from lidarcl.utils.paths import safe_file_stem
+
+logger = logging.getLogger(__name__)
+
 __all__ = ["REGION_DEFAULTS", "segment_regions", "fit_ground_plane", "regions_tag",
-           "cached_regions"]
+           "cached_regions", "region_cache_path"]
 
 REGION_DEFAULTS = dict(ground_threshold=0.2, iterations=200, ground_z_range=(-3.0, -0.5),
                        eps=0.7, min_points=10, seed=0)
@@ -111,30 +119,62 @@ def regions_tag(**params) -> str:
     return "ground_dbscan_" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
+def region_cache_path(cache_dir: str, token, **params) -> str:
+    """``<cache_dir>/<regions_tag(params)>/<safe_file_stem(token)>.npy``: the token is never
+    used as a path (a token like ``../../x`` cannot leave the cache folder)."""
+    params = {**REGION_DEFAULTS, **params}
+    return os.path.join(os.fspath(cache_dir), regions_tag(**params),
+                        f"{safe_file_stem(token)}.npy")
+
+
 def cached_regions(points: np.ndarray, token: str, cache_dir: str | None, **params
                    ) -> np.ndarray:
     """:func:`segment_regions`, read from / written to the cache when ``cache_dir`` is set.
-    A cached file whose length differs from ``points`` raises, naming the file."""
+
+    A cached file that is unreadable or whose length differs from ``points`` raises
+    :class:`~lidarcl.errors.DataError` naming the file. A cache folder that cannot be
+    written (a read-only data root) is skipped with a warning: the regions are computed and
+    returned without caching.
+    """
     params = {**REGION_DEFAULTS, **params}
     if cache_dir is None:
         return segment_regions(points, **params)
-    folder = os.path.join(cache_dir, regions_tag(**params))
-    path = os.path.join(folder, f"{token}.npy")
+    path = region_cache_path(cache_dir, token, **params)
     if os.path.isfile(path):
-        labels = np.load(path, allow_pickle=False)
-        if labels.shape != (len(points),):
-            raise ValueError(f"{path}: cached regions have shape {labels.shape} but the scan "
-                             f"has {len(points)} points; delete the file to recompute")
+        try:
+            labels = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(path, f"unreadable region cache ({exc}); delete the file to "
+                                  "recompute") from exc
+        if labels.shape != (len(points),) or labels.dtype.kind not in "iu":
+            raise DataError(path, f"cached regions are {labels.dtype} of shape {labels.shape} "
+                                  f"but the scan has {len(points)} points; delete the file "
+                                  "to recompute")
         return labels.astype(np.int32)
     labels = segment_regions(points, **params)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_write(path, "wb") as handle:
             np.save(handle, labels)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        _tag_cache_dir(os.fspath(cache_dir))
+    except OSError as exc:  # read-only or full data root: compute without the cache
+        if not _warned_unwritable.get(cache_dir):
+            _warned_unwritable[cache_dir] = True
+            logger.warning("%s: region cache not writable (%s); regions are computed "
+                           "without caching", cache_dir, exc.strerror or exc)
     return labels
+
+
+_warned_unwritable: dict[str, bool] = {}
+
+# Cache Directory Tagging Specification (bford.info/cachedir): backup tools skip the folder,
+# and FolderDataset never lists its .npy files as scans
+CACHEDIR_TAG = "CACHEDIR.TAG"
+_CACHEDIR_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+                      "# lidarcl region cache: regions of each scan, recomputed when deleted\n")
+
+
+def _tag_cache_dir(cache_dir: str) -> None:
+    path = os.path.join(cache_dir, CACHEDIR_TAG)
+    if not os.path.isfile(path):
+        with atomic_write(path, "w") as handle:
+            handle.write(_CACHEDIR_TAG_TEXT)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -33,6 +32,8 @@ import numpy as np
 from lidarcl.datasets.info_format import read_info_index, write_info_index
 from lidarcl.datasets.io import load_image
 from lidarcl.errors import DataError, DataFileNotFound
+from lidarcl.utils.fileio import atomic_write
+from lidarcl.utils.paths import confined_path, safe_file_stem
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,11 @@ def method_tag(method: str = "slic", n_segments: int = DEFAULT_N_SEGMENTS,
 
 def superpixel_path(out_dir: str | os.PathLike, method_tag: str, sample_token: str,
                     channel: str) -> str:
-    """``<out_dir>/<method_tag>/<sample_token>_<channel>.png``."""
-    return os.path.join(os.fspath(out_dir), method_tag, f"{sample_token}_{channel}.png")
+    """``<out_dir>/<method_tag>/<sample_token>_<channel>.png``; a token or channel that is
+    not a plain file name (``../x``, ``a/b``) is sanitised and hashed
+    (:func:`lidarcl.utils.paths.safe_file_stem`), so the map stays in its folder."""
+    return os.path.join(os.fspath(out_dir), method_tag,
+                        f"{safe_file_stem(sample_token)}_{safe_file_stem(channel)}.png")
 
 
 def write_superpixels(path: str | os.PathLike, labels: np.ndarray) -> None:
@@ -114,17 +118,8 @@ def write_superpixels(path: str | os.PathLike, labels: np.ndarray) -> None:
     if low < 0 or high > np.iinfo(np.uint16).max:
         raise ValueError(f"{path}: superpixel ids must lie in [0, 65535], got [{low}, {high}]")
     arr = np.ascontiguousarray(labels.astype(np.uint8 if high < 256 else np.uint16))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".superpixels-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(arr).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        Image.fromarray(arr).save(f, format="PNG")
 
 
 def load_superpixels(path: str | os.PathLike,
@@ -244,8 +239,8 @@ def create_superpixels(info_index_path: str | os.PathLike, data_root: str | os.P
                     continue
                 logger.warning("%s: cached superpixel map is unreadable or not %dx%d (HxW); "
                                "recomputing", out_path, height, width)
-            image_path = cam["path"] if os.path.isabs(cam["path"]) \
-                else os.path.join(data_root, cam["path"])
+            image_path = confined_path(data_root, cam["path"], index_path,
+                                       f"sample {token} camera {channel} path")
             jobs.append((image_path, out_path, height, width, int(n_segments),
                          float(compactness), float(sigma), f"sample {token} camera {channel}"))
 

@@ -151,7 +151,17 @@ def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_rang
     if not bool((hi > lo).all()):
         raise ValueError(f"point_range must have hi > lo on every axis, got {point_range!r}")
     step = space.new_tensor(size)
-    grid = torch.ceil((hi - lo) / step).to(torch.int64)  # cells per axis (0, 1, 2)
+    # cells per axis (0, 1, 2), checked in floating point before the int64 cast: a 1e30
+    # coordinate would otherwise wrap to a negative count and silently give zero voxels
+    cells = torch.ceil((hi.double() - lo.double()) / step.double())
+    if not bool(torch.isfinite(cells).all()) or bool((cells > 2 ** 31).any()):
+        raise ValueError(
+            f"voxel grid of {cells.tolist()} cells (axes 0, 1, 2) from point_range "
+            f"{[float(v) for v in point_range]} at voxel_size {list(size)}: too large. "
+            "Points with implausible coordinates (far beyond a sensor's range) make the "
+            "default range huge; filter them (lidarcl.datasets.io drops |coordinate| > "
+            "MAX_ABS_COORDINATE on load) or pass point_range")
+    grid = cells.to(torch.int64)
     cell = torch.floor((space - lo) / step).to(torch.int64)
     inside = ((space >= lo) & (space < hi)).all(1) & (cell < grid).all(1) & (cell >= 0).all(1)
     # one int64 key per voxel: batch, then axis 2 (z), 1 (y / phi), 0 (x / rho)

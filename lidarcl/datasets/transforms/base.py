@@ -19,20 +19,35 @@ Randomness
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
+_WARNED_SKIPS: set[str] = set()
 
 DEFAULT_POINT_KEYS = ("pts_semantic_mask", "pts_instance_mask")
 DEFAULT_BOX_KEYS = ("gt_boxes", "gt_velocity", "gt_names", "gt_labels", "num_lidar_pts",
                     "gt_attributes", "instance_tokens")
 
 
-class Transform:
-    """Callable ``sample dict -> sample dict``; subclasses implement :meth:`transform`."""
+def warn_skipped(path, problem: str) -> None:
+    """Warn, once per file and process, that a sample is skipped: ``path: problem;
+    sample skipped``. A transform then returns ``None`` and the dataset draws another
+    sample (``lidarcl.datasets.base.SkipsSamples``)."""
+    key = f"{path}: {problem}"
+    if key not in _WARNED_SKIPS:
+        _WARNED_SKIPS.add(key)
+        logger.warning("%s; sample skipped", key)
 
-    def __call__(self, sample: dict) -> dict:
-        return self.transform(sample)
+
+class Transform:
+    """Callable ``sample dict -> sample dict``; subclasses implement :meth:`transform`.
+    ``None`` in or out means the sample is skipped (passed on as ``None``)."""
+
+    def __call__(self, sample: dict | None) -> dict | None:
+        return None if sample is None else self.transform(sample)
 
     def transform(self, sample: dict) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError

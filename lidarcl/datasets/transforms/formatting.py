@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lidarcl.datasets.transforms.base import Transform, point_keys
+from lidarcl.datasets.transforms.base import Transform, point_keys, warn_skipped
 from lidarcl.registry import TRANSFORMS
 
 DEFAULT_PACK_KEYS = ("points", "pts_semantic_mask", "pts_instance_mask", "gt_boxes",
@@ -99,7 +99,14 @@ class PackSample(Transform):
         self.keys = tuple(keys)
         self.meta_keys = tuple(meta_keys)
 
-    def transform(self, sample: dict) -> dict:
+    def transform(self, sample: dict) -> dict | None:
+        points = [sample["points"]] if sample.get("points") is not None else []
+        points += [v["points"] for v in sample.get("views") or () if "points" in v]
+        if any(len(p) == 0 for p in points):
+            # a scan with no point left after the filters would crash the backbone
+            warn_skipped(sample.get("lidar_path", "<sample>"), "no points left after the "
+                         f"pipeline's filters in sample {sample.get('token', '?')}")
+            return None
         per_point = point_keys(sample)
         keys = list(self.keys) + [k for k in per_point if k not in self.keys]
         packed: dict[str, Any] = {}

@@ -29,7 +29,7 @@ import numpy as np
 from lidarcl.datasets.io import load_image, load_points
 from lidarcl.datasets.nuscenes_constants import CAMERA_CHANNELS
 from lidarcl.datasets.superpixels import SUPERPIXEL_KEY, load_superpixels
-from lidarcl.datasets.transforms.base import Transform
+from lidarcl.datasets.transforms.base import Transform, warn_skipped
 from lidarcl.errors import DataError, DataFileNotFound
 from lidarcl.registry import TRANSFORMS
 from lidarcl.structures.camera import pad_to_4x4
@@ -59,25 +59,38 @@ class LoadPoints(Transform):
     Args:
         use_dims: columns to keep (x, y, z must be the first three kept);
             ``None`` keeps all.
-        strict: raise :class:`DataError` on NaN/inf coordinates instead of dropping them.
+        strict: raise :class:`DataError` on NaN/inf or implausible coordinates instead
+            of dropping them.
         num_point_features: override ``sample["num_point_features"]`` (columns of a
             ``.bin`` file).
+        skip_empty: an empty scan (no points, or none left after dropping) makes the
+            transform return ``None`` with a warning naming the file, so the dataset
+            skips the sample (``lidarcl.datasets.base.SkipsSamples``); ``False`` raises
+            :class:`DataError` instead.
     """
 
     def __init__(self, use_dims: Sequence[int] | None = (0, 1, 2, 3), strict: bool = False,
-                 num_point_features: int | None = None):
+                 num_point_features: int | None = None, skip_empty: bool = True):
         self.use_dims = None if use_dims is None else tuple(int(d) for d in use_dims)
         if self.use_dims is not None and self.use_dims[:3] != (0, 1, 2):
             raise ValueError(f"LoadPoints: use_dims {list(self.use_dims)} must start with the "
                              "x, y, z columns 0, 1, 2")
         self.strict = strict
         self.num_point_features = num_point_features
+        self.skip_empty = skip_empty
 
-    def transform(self, sample: dict) -> dict:
+    def transform(self, sample: dict) -> dict | None:
         path = sample["lidar_path"]
         nf = self.num_point_features or sample.get("num_point_features")
         points, dropped, valid = load_points(path, nf, drop_nonfinite=not self.strict,
                                              return_mask=True)
+        if len(points) == 0:
+            problem = (f"empty scan (0 points{f', {dropped} dropped' if dropped else ''}) "
+                       f"of sample {sample.get('token', '?')}")
+            if not self.skip_empty:
+                raise DataError(path, problem)
+            warn_skipped(path, problem)
+            return None
         dims = _check_dims(path, self.use_dims, points.shape[1])
         sample["points"] = np.ascontiguousarray(points[:, dims], dtype=np.float32)
         sample["points_use_dims"] = tuple(dims)
