@@ -355,7 +355,9 @@ def test_pack_and_collate_offsets():
              "gt_boxes": np.zeros((m, 7), np.float32), "gt_labels": np.arange(m),
              "lidar2img": np.tile(np.eye(4), (2, 1, 1)), "img_shape": np.array([[4, 6]] * 2),
              "images": [np.zeros((4, 6, 3), np.uint8)] * 2, "token": f"t{n}"}
-        samples.append(PackSample()(s))
+        if n == 0:  # skipped by default (an empty scan would reach the backbone)
+            assert PackSample()(dict(s)) is None
+        samples.append(PackSample(skip_empty=False)(s))
     p = samples[0]
     assert p["points"].dtype == torch.float32 and p["lidar2img"].dtype == torch.float32
     assert p["images"].shape == (2, 3, 4, 6) and p["images"].dtype == torch.uint8

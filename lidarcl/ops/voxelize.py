@@ -153,7 +153,7 @@ def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_rang
     step = space.new_tensor(size)
     # cells per axis (0, 1, 2), checked in floating point before the int64 cast: a 1e30
     # coordinate would otherwise wrap to a negative count and silently give zero voxels
-    cells = torch.ceil((hi.double() - lo.double()) / step.double())
+    cells = torch.ceil((hi - lo) / step)
     if not bool(torch.isfinite(cells).all()) or bool((cells > 2 ** 31).any()):
         raise ValueError(
             f"voxel grid of {cells.tolist()} cells (axes 0, 1, 2) from point_range "

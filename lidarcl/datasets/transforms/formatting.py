@@ -92,17 +92,21 @@ class PackSample(Transform):
         keys: tensor keys to pack (absent ones skipped); per-point arrays named in the
             sample's ``point_keys`` are packed too.
         meta_keys: keys copied as they are into ``meta``.
+        skip_empty: a sample whose points (or a view's points) are empty, e.g. after a
+            range filter, is skipped (``None``, with a warning naming its file): alone in
+            a batch it would reach the backbone with no voxel. ``False`` packs it.
     """
 
     def __init__(self, keys: Sequence[str] = DEFAULT_PACK_KEYS,
-                 meta_keys: Sequence[str] = DEFAULT_META_KEYS):
+                 meta_keys: Sequence[str] = DEFAULT_META_KEYS, skip_empty: bool = True):
         self.keys = tuple(keys)
         self.meta_keys = tuple(meta_keys)
+        self.skip_empty = skip_empty
 
     def transform(self, sample: dict) -> dict | None:
         points = [sample["points"]] if sample.get("points") is not None else []
         points += [v["points"] for v in sample.get("views") or () if "points" in v]
-        if any(len(p) == 0 for p in points):
+        if self.skip_empty and any(len(p) == 0 for p in points):
             # a scan with no point left after the filters would crash the backbone
             warn_skipped(sample.get("lidar_path", "<sample>"), "no points left after the "
                          f"pipeline's filters in sample {sample.get('token', '?')}")
