@@ -48,6 +48,39 @@ def bev_pixels(xy, bev_range, resolution) -> np.ndarray:
     return np.stack([(x_max - xy[..., 0]) / resolution, (y_max - xy[..., 1]) / resolution], -1)
 
 
+MAX_BEV_SIDE = 8192  # pixels: 8192 x 8192 RGB is 192 MiB; a typo'd resolution asks for GiBs
+
+
+def bev_canvas_shape(bev_range, resolution: float) -> tuple[int, int]:
+    """``(height, width)`` in pixels of the BEV picture of ``bev_range`` at ``resolution``.
+
+    Raises ValueError for a resolution that is not a positive number, an empty or non-finite
+    range, and a canvas with a side over ``MAX_BEV_SIDE`` pixels (the message says which
+    resolution would fit), before any memory is allocated.
+    """
+    x_min, y_min, x_max, y_max = (float(v) for v in bev_range)
+    if not (np.isfinite(resolution) and resolution > 0):
+        raise ValueError(f"resolution must be a positive number of metres per pixel, got "
+                         f"{resolution}")
+    if not (np.isfinite([x_min, y_min, x_max, y_max]).all() and x_max > x_min
+            and y_max > y_min):
+        raise ValueError(f"bev_range (x_min, y_min, x_max, y_max) must be finite with "
+                         f"x_max > x_min and y_max > y_min, got {tuple(bev_range)}")
+    extent = max(x_max - x_min, y_max - y_min)
+    height = int(round((x_max - x_min) / resolution))
+    width = int(round((y_max - y_min) / resolution))
+    if max(height, width) > MAX_BEV_SIDE:
+        finest = max(np.ceil(extent / MAX_BEV_SIDE * 1e4) / 1e4, 1e-4)
+        raise ValueError(f"a BEV of {x_max - x_min:g} x {y_max - y_min:g} m at resolution "
+                         f"{resolution:g} m/pixel is {height} x {width} pixels, over the "
+                         f"{MAX_BEV_SIDE} x {MAX_BEV_SIDE} limit; use a resolution >= "
+                         f"{finest:g} or a smaller bev_range")
+    if min(height, width) < 1:
+        raise ValueError(f"resolution {resolution:g} m/pixel is coarser than the bev_range "
+                         f"{tuple(bev_range)} (a {height} x {width} pixel picture)")
+    return height, width
+
+
 def render_bev(points, boxes=None, point_colors=None, box_labels=None,
                bev_range=(-50.0, -50.0, 50.0, 50.0), resolution: float = 0.1,
                point_size: int = 1, background=(16, 16, 16)) -> np.ndarray:
@@ -61,9 +94,7 @@ def render_bev(points, boxes=None, point_colors=None, box_labels=None,
         box_labels: (M,) class ids for box colours (default: white).
         bev_range: ``(x_min, y_min, x_max, y_max)`` in metres.
     """
-    x_min, y_min, x_max, y_max = bev_range
-    height = int(round((x_max - x_min) / resolution))
-    width = int(round((y_max - y_min) / resolution))
+    height, width = bev_canvas_shape(bev_range, resolution)
     canvas = np.empty((height, width, 3), dtype=np.uint8)
     canvas[:] = background
     points = np.asarray(points)
@@ -181,14 +212,26 @@ def save_dataset_views(dataset: str, info_path: str, data_root: str, indices, ou
                        color_by: str = "height", bev_range=None,
                        resolution: float = 0.1) -> list[str]:
     """Load samples of an indexed dataset with points, images and (when present)
-    lidarseg labels, and write their views with :func:`save_sample_views`."""
+    lidarseg labels, and write their views with :func:`save_sample_views`.
+
+    The canvas size and every index are checked (ValueError) before anything is drawn, so
+    that a bad argument neither allocates GiBs nor leaves half the pictures behind."""
     from lidarcl.registry import DATASETS, register_all_modules
 
+    bev_range = bev_range or DEFAULT_BEV_RANGES[dataset]
+    bev_canvas_shape(bev_range, resolution)
+    if color_by not in ("height", "intensity", "label"):
+        raise ValueError(f"color_by must be 'height', 'intensity' or 'label', got {color_by!r}")
     register_all_modules()
     pipeline = [dict(type="LoadPoints", use_dims=None), dict(type="LoadImages")]
     ds = DATASETS.build(dict(type=DATASET_TYPES[dataset], ann_file=os.path.abspath(info_path),
                              data_root=data_root, pipeline=pipeline, test_mode=True,
                              serialize_data=False))
+    bad = [i for i in indices if not 0 <= i < len(ds)]
+    if bad:
+        valid = f"0 to {len(ds) - 1}" if len(ds) else "none"
+        raise ValueError(f"{info_path}: sample index {bad[0]} is out of range: the index "
+                         f"holds {len(ds)} samples (valid indices: {valid})")
     written = []
     for index in indices:
         sample = ds[index]
@@ -198,6 +241,6 @@ def save_dataset_views(dataset: str, info_path: str, data_root: str, indices, ou
             sample = LoadLidarsegLabels()(sample)
         written += save_sample_views(sample, out_dir, prefix=f"{dataset}_{index:04d}",
                                      color_by=color_by,
-                                     bev_range=bev_range or DEFAULT_BEV_RANGES[dataset],
+                                     bev_range=bev_range,
                                      resolution=resolution)
     return written

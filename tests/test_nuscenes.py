@@ -269,6 +269,8 @@ def test_sweeps_custom_split_and_lidarseg(tmp_path):
              "timestamp": key["timestamp"] - 50_000, "prev": "", "next": key["token"],
              "filename": "sweeps/LIDAR_TOP/sweep0.pcd.bin"}
     key["prev"] = "sweep0"
+    (root / "sweeps" / "LIDAR_TOP").mkdir(parents=True)  # create_data checks the file exists
+    np.zeros((10, 5), np.float32).tofile(root / sweep["filename"])
     (tables / "sample_data.json").write_text(json.dumps(sd + [sweep]))
     (tables / "ego_pose.json").write_text(json.dumps(poses + [sweep_pose]))
     (tables / "lidarseg.json").write_text(json.dumps([{

@@ -55,6 +55,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _add_superpixel_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--superpixels", choices=("none", "slic"), default="slic",
                         help="superpixels of every camera image, cached in "
@@ -75,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     nus.add_argument("--root", required=True, help="dataroot holding VERSION/*.json")
     nus.add_argument("--version", required=True, help="table version, e.g. v1.0-trainval")
     nus.add_argument("--out", required=True, help="output folder of the info indexes")
-    nus.add_argument("--max-sweeps", type=int, default=10,
+    nus.add_argument("--max-sweeps", type=_non_negative_int, default=10,
                      help="previous LiDAR sweeps per keyframe (default 10)")
     nus.add_argument("--prefix", default="nuscenes", help="output file name prefix")
     _add_superpixel_args(nus)
@@ -92,12 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        # checked before converting: the conversion can take an hour before writing
+        print(f"create_data: --out {args.out}: exists and is not a folder", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from lidarcl.errors import DataError
 
     try:
         written = args.func(args)
-    except DataError as exc:  # names the file and the problem; no traceback needed
+    except (DataError, OSError) as exc:  # names the file and the problem; no traceback needed
         print(f"create_data: {exc}", file=sys.stderr)
         return 1
     for path in written or []:

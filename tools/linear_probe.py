@@ -16,6 +16,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config")
@@ -24,8 +31,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--train-ann", default="nuscenes_infos_train.json")
     parser.add_argument("--val-ann", default="nuscenes_infos_val.json")
-    parser.add_argument("--points-per-scan", type=int, default=20000)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--points-per-scan", type=_positive_int, default=20000)
+    parser.add_argument("--epochs", type=_positive_int, default=30)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the results as JSON")
@@ -33,6 +40,7 @@ def main(argv=None) -> int:
 
     from mmengine.config import Config
 
+    from lidarcl.errors import DataError
     from lidarcl.evaluation.linear_probe import build_probe_loader, linear_probe_study
 
     if not os.path.isfile(args.config):
@@ -45,13 +53,18 @@ def main(argv=None) -> int:
     ranges = [s["point_cloud_range"] for s in dataset_cfg.get("pipeline", [])
               if s.get("type") == "PointsRangeFilter"]
     extra = dict(point_cloud_range=ranges[0]) if ranges else {}
-    train_loader, lut, names = build_probe_loader(dataset_cfg, args.train_ann, args.data_root,
-                                                  **extra)
-    val_loader, _, _ = build_probe_loader(dataset_cfg, args.val_ann, args.data_root, **extra)
-    results = linear_probe_study(cfg.model.backbone.to_dict(), checkpoint, train_loader,
-                                 val_loader, lut, len(names), seed=args.seed,
-                                 points_per_scan=args.points_per_scan, epochs=args.epochs,
-                                 lr=args.lr)
+    try:
+        train_loader, lut, names = build_probe_loader(dataset_cfg, args.train_ann,
+                                                      args.data_root, **extra)
+        val_loader, _, _ = build_probe_loader(dataset_cfg, args.val_ann, args.data_root,
+                                              **extra)
+        results = linear_probe_study(cfg.model.backbone.to_dict(), checkpoint, train_loader,
+                                     val_loader, lut, len(names), seed=args.seed,
+                                     points_per_scan=args.points_per_scan, epochs=args.epochs,
+                                     lr=args.lr)
+    except DataError as exc:  # names the index or data file and the problem
+        print(f"linear_probe: {exc}", file=sys.stderr)
+        return 1
     print("| backbone | mIoU | train points | val points | seconds |")
     print("|---|---|---|---|---|")
     for name, r in results.items():

@@ -31,11 +31,12 @@ def main(argv=None) -> int:
                              sweeps_per_keyframe=args.sweeps_per_keyframe, version=args.version,
                              val_scenes=args.val_scenes, write_depth=args.write_depth,
                              overwrite=args.overwrite)
-    except (FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (OSError, ValueError) as err:  # checked before anything is written: no traceback
+        print(f"make_synthetic: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {s['version']} to {s['dataroot']}: {s['scenes']} scenes, {s['samples']} samples, "
-          f"{s['lidar_sweeps']} lidar sweeps, {s['annotations']} annotations of "
+    print(f"wrote {s['version']} to {s['dataroot']}: {s['scenes']} scenes ({s['val_scenes']} in "
+          f"val), {s['samples']} samples, {s['lidar_sweeps']} lidar sweeps, "
+          f"{s['annotations']} annotations of "
           f"{s['instances']} instances, {s['mean_points_per_keyframe']:.0f} points/keyframe, "
           f"{s['seconds']:.1f} s")
     return 0

@@ -29,7 +29,16 @@ def main(argv=None) -> int:
     parser.add_argument("--backbones", nargs="*", default=["voxelbackbone8x", "ptv3"],
                         help="stage 2 backbones (none: stage 1 only)")
     args = parser.parse_args(argv)
+    from lidarcl.errors import DataError
 
+    try:
+        return _study(args)
+    except (DataError, FileExistsError, ValueError) as exc:  # one line: file or argument
+        print(f"study: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _study(args) -> int:
     from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
     from lidarcl.datasets.synthetic import generate_dataset
     from lidarcl.evaluation.study import STUDY_METHODS, format_table, run_study

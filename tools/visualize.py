@@ -8,6 +8,7 @@ label) with the boxes, and every camera image with the projected points coloured
 import argparse
 import sys
 
+from lidarcl.errors import DataError
 from lidarcl.visualization import save_dataset_views
 
 
@@ -23,9 +24,16 @@ def main(argv=None) -> int:
     parser.add_argument("--resolution", type=float, default=0.1, help="BEV metres per pixel")
     parser.add_argument("--out", required=True, help="output folder for the PNGs")
     args = parser.parse_args(argv)
-    written = save_dataset_views(args.dataset, args.info, args.data_root, args.index, args.out,
-                                 color_by=args.color, bev_range=args.bev_range,
-                                 resolution=args.resolution)
+    try:
+        written = save_dataset_views(args.dataset, args.info, args.data_root, args.index,
+                                     args.out, color_by=args.color, bev_range=args.bev_range,
+                                     resolution=args.resolution)
+    except (DataError, OSError) as exc:  # names the file and the problem
+        print(f"visualize: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # an impossible argument (index, resolution, range)
+        print(f"visualize: error: {exc}", file=sys.stderr)
+        return 2
     for path in written:
         print(path)
     return 0

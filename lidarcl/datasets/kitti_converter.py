@@ -95,26 +95,35 @@ class KittiCalib:
         return self.cam2img @ self.lidar2cam
 
 
+def _text_lines(path: str) -> list[str]:
+    """The lines of a KITTI text file; bytes that are not UTF-8 (a corrupt or binary file)
+    are a DataError naming it rather than a bare UnicodeDecodeError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not a text file ({exc})") from exc
+
+
 def parse_calib(path: str | os.PathLike) -> KittiCalib:
     """Read a KITTI calibration text file (``key: v1 v2 ...`` per line).
 
-    Raises :class:`DataError` naming the file for a missing key, a non-numeric value or a
-    matrix with the wrong number of values.
+    Raises :class:`DataError` naming the file for a missing key, a non-numeric value, a
+    matrix with the wrong number of values or a singular ``R0_rect`` / ``Tr_velo_to_cam``.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataFileNotFound(path, "KITTI calibration file")
     raw: dict[str, list[str]] = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            key, sep, values = line.partition(":")
-            if not sep:
-                raise DataError(path, f"line {lineno}: expected 'key: values', got {line!r}")
-            key = CALIB_ALIASES.get(key.strip(), key.strip())
-            raw[key] = values.split()
+    for lineno, line in enumerate(_text_lines(path), 1):
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, values = line.partition(":")
+        if not sep:
+            raise DataError(path, f"line {lineno}: expected 'key: values', got {line!r}")
+        key = CALIB_ALIASES.get(key.strip(), key.strip())
+        raw[key] = values.split()
     mats: dict[str, Any] = {}
     for key, shape in CALIB_SHAPES.items():
         if key not in raw:
@@ -133,7 +142,19 @@ def parse_calib(path: str | os.PathLike) -> KittiCalib:
         if not np.isfinite(values).all():
             raise DataError(path, f"calibration {key} has non-finite values")
         mats[key] = values.reshape(shape)
+    for key in ("R0_rect", "Tr_velo_to_cam"):
+        _check_invertible(path, key, mats[key][:, :3])
     return KittiCalib(**mats, path=path)
+
+
+def _check_invertible(path: str, key: str, matrix: np.ndarray) -> None:
+    """Boxes go to the LiDAR frame through ``inv(R0_rect @ Tr_velo_to_cam)``: a singular or
+    badly conditioned 3x3 there yields inf or garbage boxes (or a LinAlgError) far from the
+    calibration file that caused them, so it is refused here, naming the file."""
+    det = float(np.linalg.det(matrix))
+    if not abs(det) >= 1e-6 or np.linalg.cond(matrix) > 1e6:
+        raise DataError(path, f"calibration {key} is singular or badly conditioned "
+                              f"(3x3 determinant {det:.3g}); expected a rotation")
 
 
 # --------------------------------------------------------------------------------- labels
@@ -175,34 +196,33 @@ def parse_label(path: str | os.PathLike) -> KittiLabels:
     if not os.path.isfile(path):
         raise DataFileNotFound(path, "KITTI label file")
     rows, names, scores = [], [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) not in (15, 16):
-                raise DataError(path, f"line {lineno}: {len(fields)} fields, expected 15 "
-                                      "(type truncated occluded alpha bbox(4) h w l x y z "
-                                      "rotation_y) or 16 (+ score)")
-            name = fields[0]
-            if name not in KITTI_TYPES:
-                raise DataError(path, f"line {lineno}: unknown object type {name!r}; known: "
-                                      f"{list(KITTI_TYPES)}")
-            try:
-                values = [float(v) for v in fields[1:]]
-            except ValueError as exc:
-                raise DataError(path, f"line {lineno}: non-numeric field ({exc})") from exc
-            if not all(math.isfinite(v) for v in values):
-                raise DataError(path, f"line {lineno}: non-finite field")
-            if name != "DontCare" and min(values[7:10]) <= 0:
-                raise DataError(path, f"line {lineno}: {name} box size h w l = "
-                                      f"{values[7:10]} is not positive")
-            if len(fields) == 16:
-                scores.append(values[14])
-            elif scores:
-                raise DataError(path, f"line {lineno}: score missing (earlier lines have one)")
-            names.append(name)
-            rows.append(values[:14])
+    for lineno, line in enumerate(_text_lines(path), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) not in (15, 16):
+            raise DataError(path, f"line {lineno}: {len(fields)} fields, expected 15 "
+                                  "(type truncated occluded alpha bbox(4) h w l x y z "
+                                  "rotation_y) or 16 (+ score)")
+        name = fields[0]
+        if name not in KITTI_TYPES:
+            raise DataError(path, f"line {lineno}: unknown object type {name!r}; known: "
+                                  f"{list(KITTI_TYPES)}")
+        try:
+            values = [float(v) for v in fields[1:]]
+        except ValueError as exc:
+            raise DataError(path, f"line {lineno}: non-numeric field ({exc})") from exc
+        if not all(math.isfinite(v) for v in values):
+            raise DataError(path, f"line {lineno}: non-finite field")
+        if name != "DontCare" and min(values[7:10]) <= 0:
+            raise DataError(path, f"line {lineno}: {name} box size h w l = "
+                                  f"{values[7:10]} is not positive")
+        if len(fields) == 16:
+            scores.append(values[14])
+        elif scores:
+            raise DataError(path, f"line {lineno}: score missing (earlier lines have one)")
+        names.append(name)
+        rows.append(values[:14])
     if scores and len(scores) != len(rows):
         raise DataError(path, "some lines have a score and others do not")
     arr = np.asarray(rows, dtype=np.float64).reshape(-1, 14)
@@ -287,10 +307,9 @@ def png_size(path: str | os.PathLike) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------ infos
 def _read_split(path: str) -> list[str]:
-    with open(path) as f:
-        ids = [line.strip() for line in f if line.strip()]
+    ids = [line.strip() for line in _text_lines(path) if line.strip()]
     for i, frame in enumerate(ids, 1):
-        if not frame.isdigit():
+        if not (frame.isascii() and frame.isdigit()):
             raise DataError(path, f"line {i}: frame id {frame!r} is not a number")
     return ids
 

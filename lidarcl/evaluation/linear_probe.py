@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lidarcl.errors import DataError
 from lidarcl.evaluation.segmentation import confusion_matrix, iou_per_class, mean_iou
 
 __all__ = ["probe_pipeline", "build_probe_loader", "extract_features", "train_linear_head",
@@ -61,13 +62,27 @@ def build_probe_loader(dataset_cfg: dict, ann_file: str, data_root: str | None =
         cfg["data_root"] = data_root
     dataset = DATASETS.build(cfg)
     if not hasattr(dataset, "lidarseg_learning_map"):
-        raise ValueError(f"{type(dataset).__name__} has no lidarseg labels; the linear probe "
-                         "needs nuScenes-lidarseg (or the generated dataset)")
+        raise DataError(ann_file, f"{type(dataset).__name__} has no lidarseg labels; the "
+                                  "linear probe needs nuScenes-lidarseg (or the generated "
+                                  "dataset)")
     lut = torch.as_tensor(dataset.lidarseg_learning_map, dtype=torch.int64)
     names = list(getattr(dataset, "LIDARSEG_CLASSES", ()))
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0,
                         collate_fn=collate_samples)
     return loader, lut, names
+
+
+def _index_file(loader):
+    """The info index a loader reads (named in errors), or None for a plain data source."""
+    return getattr(getattr(loader, "dataset", None), "ann_file", None)
+
+
+def _check_not_empty(loader, split: str) -> None:
+    """An empty split would give ``torch.cat([])`` (train) or an mIoU of NaN that reads like
+    a result (val): refuse it, naming its index file."""
+    if len(loader.dataset) == 0:
+        raise DataError(_index_file(loader), f"the {split} split is empty (no samples); the "
+                                             "linear probe needs scans in both splits")
 
 
 def _labels(batch, lut):
@@ -94,6 +109,9 @@ def extract_features(backbone: nn.Module, loader, lut, points_per_scan: int | No
             keep = keep[torch.randperm(len(keep), generator=generator)[:points_per_scan]]
         feats.append(out.point_features[keep.to(device)].float().cpu())
         labels.append(label[keep])
+    if not sum(len(x) for x in labels):
+        raise DataError(_index_file(loader), "no labelled point inside the backbone's grid in "
+                                             "this split: nothing to train the probe on")
     return torch.cat(feats), torch.cat(labels)
 
 
@@ -137,11 +155,18 @@ def evaluate_probe(backbone: nn.Module, head: nn.Module, loader, lut, num_classe
 def run_linear_probe(backbone: nn.Module, train_loader, val_loader, lut, num_classes: int,
                      points_per_scan: int | None = 20000, epochs: int = 30, lr: float = 1e-2,
                      seed: int = 0, device="cpu") -> dict:
+    """Steps 1-3 of the module doc. Raises :class:`DataError` naming the index file of an
+    empty split or of one without labelled points (no NaN mIoU)."""
+    _check_not_empty(train_loader, "training")
+    _check_not_empty(val_loader, "validation")
     start = time.perf_counter()
     features, labels = extract_features(backbone, train_loader, lut, points_per_scan, seed,
                                         device)
     head = train_linear_head(features, labels, num_classes, epochs, lr, seed=seed)
     cm = evaluate_probe(backbone, head, val_loader, lut, num_classes, device)
+    if cm.sum() == 0:
+        raise DataError(_index_file(val_loader), "no labelled point in the validation split: "
+                                                 "the mIoU would be undefined")
     return {"miou": mean_iou(cm), "iou": iou_per_class(cm).tolist(),
             "train_points": int(len(labels)), "val_points": int(cm.sum()),
             "seconds": time.perf_counter() - start}
@@ -153,6 +178,9 @@ def linear_probe_study(backbone_cfg: dict, checkpoint: str | None, train_loader,
     of the same architecture (``torch.manual_seed(seed)`` before building)."""
     from lidarcl.engine.checkpoint import load_backbone
     from lidarcl.registry import MODELS
+
+    _check_not_empty(train_loader, "training")  # before building and loading any backbone
+    _check_not_empty(val_loader, "validation")
 
     results = {}
     for name in (["pretrained"] if checkpoint else []) + ["random"]:

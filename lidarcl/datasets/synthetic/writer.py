@@ -10,6 +10,8 @@ import time
 import cv2
 import numpy as np
 
+from lidarcl.utils.paths import safe_file_stem
+
 from . import scene as S
 from . import sensors as SE
 from .constants import (ATTRIBUTE_NAMES, CAMERA_CHANNELS, CAMERA_RIG, CATEGORY_NAMES,
@@ -57,6 +59,35 @@ def _visibility(visible, expected):
     return str(1 + int(np.searchsorted([0.4, 0.6, 0.8], frac, side="right")))
 
 
+def _check_arguments(scenes, keyframes, image_size, sweeps_per_keyframe, version, val_scenes,
+                     map_resolution, jpeg_quality, density) -> tuple[int, int]:
+    """Every argument checked before anything is written (a ValueError saying which one),
+    so that an impossible request leaves no half-written dataset behind. Returns the
+    image size as ``(W, H)`` ints."""
+    if scenes < 1 or keyframes < 1:
+        raise ValueError(f"need at least one scene and one keyframe, got scenes={scenes}, "
+                         f"keyframes={keyframes}")
+    if val_scenes is not None and not 0 <= val_scenes < scenes:
+        # the val scenes are taken from the scenes generated: at least one must stay in train
+        raise ValueError(f"val_scenes must be between 0 and scenes - 1 = {scenes - 1} (at "
+                         f"least one training scene), got val_scenes={val_scenes}")
+    if sweeps_per_keyframe < 0:
+        raise ValueError(f"sweeps_per_keyframe must be >= 0, got {sweeps_per_keyframe}")
+    if len(image_size) != 2 or min(int(v) for v in image_size) < 1:
+        raise ValueError(f"image_size must be two positive ints (W, H), got {tuple(image_size)}")
+    if not (isinstance(version, str) and safe_file_stem(version) == version):
+        raise ValueError(f"version must be a plain folder name (letters, digits, '.', '_', "
+                         f"'-'), got {version!r}")
+    if not (np.isfinite(map_resolution) and map_resolution > 0):
+        raise ValueError(f"map_resolution must be a positive number of metres, got "
+                         f"{map_resolution}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be between 1 and 100, got {jpeg_quality}")
+    if not (np.isfinite(density) and density >= 0):
+        raise ValueError(f"density must be >= 0, got {density}")
+    return int(image_size[0]), int(image_size[1])
+
+
 def generate_dataset(out_dir, scenes: int = 2, keyframes: int = 10, seed: int = 0,
                      image_size=(800, 450), sweeps_per_keyframe: int = 9,
                      version: str = "v1.0-synthetic", val_scenes: int | None = None,
@@ -72,15 +103,16 @@ def generate_dataset(out_dir, scenes: int = 2, keyframes: int = 10, seed: int = 
     camera's rendered depth (uint16 PNG, centimetres, 0 = sky) under ``depth/``.
     An existing dataset in ``out_dir`` raises ``FileExistsError`` unless ``overwrite``, which
     first deletes the folders the generator writes (tables, samples, sweeps, lidarseg, maps,
-    depth) and nothing else.
+    depth) and nothing else. ``val_scenes`` of the scenes (default: a fifth, at least one when
+    there are two or more) form the val split; at least one scene must stay in train.
+    Impossible arguments raise ``ValueError`` before anything is created or deleted.
     """
-    if scenes < 1 or keyframes < 1:
-        raise ValueError(f"need at least one scene and one keyframe, got {scenes}, {keyframes}")
-    if sweeps_per_keyframe < 0:
-        raise ValueError(f"sweeps_per_keyframe must be >= 0, got {sweeps_per_keyframe}")
-    image_size = (int(image_size[0]), int(image_size[1]))
+    image_size = _check_arguments(scenes, keyframes, image_size, sweeps_per_keyframe, version,
+                                  val_scenes, map_resolution, jpeg_quality, density)
     t_start = time.perf_counter()
     root = osp.abspath(out_dir)
+    if osp.exists(root) and not osp.isdir(root):
+        raise ValueError(f"out_dir {root} exists and is not a folder")
     table_dir = osp.join(root, version)
     owned = [version, "samples", "sweeps", "lidarseg", "maps", "depth"]
     if any(osp.exists(osp.join(root, d)) for d in owned):
@@ -296,8 +328,8 @@ def generate_dataset(out_dir, scenes: int = 2, keyframes: int = 10, seed: int = 
     n_val = min(n_val, len(names) - 1)
     _dump(osp.join(table_dir, "splits.json"),
           {"train": names[:len(names) - n_val], "val": names[len(names) - n_val:]})
-    summary = {"dataroot": root, "version": version, "scenes": scenes, "samples": len(samples),
-               "sample_data": len(sample_data), "lidar_sweeps": n_sweeps,
+    summary = {"dataroot": root, "version": version, "scenes": scenes, "val_scenes": n_val,
+               "samples": len(samples), "sample_data": len(sample_data), "lidar_sweeps": n_sweeps,
                "annotations": len(annotations), "instances": len(instances),
                "mean_points_per_keyframe": float(np.mean(n_points)),
                "seconds": time.perf_counter() - t_start, "seconds_lidar": t_lidar,
