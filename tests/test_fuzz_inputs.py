@@ -252,3 +252,26 @@ def test_fuzz_exported_backbone(tmp_path):
         assert all(torch.equal(loaded[k], v) for k, v in reference.items())
 
     fuzz(path, path.read_bytes(), 25, check)
+
+
+def test_fuzz_training_checkpoint(tmp_path):
+    """What --resume reads: a checkpoint that fails to load, or whose weights fail the
+    digest WeightsOnlyCheckpointHook records, is never resumed from."""
+    import torch
+
+    from lidarcl.engine.checkpoint import find_resume_checkpoint, weights_digest
+
+    torch.manual_seed(0)
+    state = {"backbone.w": torch.randn(64, 32), "head.b": torch.randn(16),
+             "step": torch.tensor(3)}
+    path = tmp_path / "iter_3.pth"
+    torch.save({"meta": {"iter": 3, "state_dict_sha256": weights_digest(state)},
+                "state_dict": state, "message_hub": {"runtime_info": {"iter": 3}}}, path)
+
+    def check(p):
+        chosen, _ = find_resume_checkpoint(tmp_path)
+        assert chosen == str(p)
+        loaded = torch.load(p, weights_only=True)["state_dict"]
+        assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+    fuzz(path, path.read_bytes(), 26, check)

@@ -443,7 +443,7 @@ def test_resume_continues_at_the_same_iteration_with_the_same_loss(tiny_dataset,
     assert meta["iter"] == 3
     data = torch.load(tmp_path / "part" / "backbone.pth", weights_only=True)
     assert all(torch.equal(v, backbone.state_dict()[k]) for k, v in data["state_dict"].items())
-    assert not list((tmp_path / "part").glob(".tmp-*"))  # no temporary files left
+    assert not list((tmp_path / "part").glob(".*.part"))  # no temporary files left
 
 
 @MODELS.register_module(force=True)

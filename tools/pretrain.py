@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Pretrain a backbone with a config (mmengine Runner; single process, or under torchrun
 with --launcher pytorch). Checkpoints go to the work dir (atomically), --resume continues
-from its last checkpoint, and <work_dir>/backbone.pth holds the backbone alone at the end.
+from its newest checkpoint that loads, and <work_dir>/backbone.pth holds the backbone alone
+at the end. --cfg-options may only set keys the config has, unless --allow-new-keys.
 
     python tools/pretrain.py configs/pretrain/pointcontrast_minkunet34_synth.py \
         [--work-dir DIR] [--resume] [--cfg-options train_cfg.max_iters=100 ...]
@@ -20,18 +21,28 @@ def main(argv=None) -> int:
     parser.add_argument("config")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the last checkpoint in the work dir")
+                        help="continue from the work dir's last checkpoint (or the newest "
+                        "earlier one that loads)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
                         help="override config keys, e.g. train_cfg.max_iters=100")
+    parser.add_argument("--allow-new-keys", action="store_true",
+                        help="let --cfg-options add keys the config does not have")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
                         default="none")
     args = parser.parse_args(argv)
 
     from lidarcl.engine import build_pretrain_config, run_pretraining
+    from lidarcl.errors import DataError
 
-    cfg = build_pretrain_config(args.config, args.work_dir, args.resume, args.cfg_options,
-                                args.launcher)
-    run_pretraining(cfg)
+    try:
+        cfg = build_pretrain_config(args.config, args.work_dir, args.resume,
+                                    args.cfg_options, args.launcher, args.allow_new_keys)
+    except (FileNotFoundError, ValueError) as exc:  # a bad path or key: one line, no trace
+        parser.error(str(exc))
+    try:
+        run_pretraining(cfg)
+    except DataError as exc:  # e.g. --resume and no checkpoint of the work dir loads
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
     return 0
 
 

@@ -1,23 +1,119 @@
 """Build and run a pretraining config with mmengine's Runner (single process or under
-``torchrun``): atomic checkpoints, resume from the work dir's last checkpoint, and the
-backbone exported on its own (``<work_dir>/backbone.pth``) at the end."""
+``torchrun``): atomic checkpoints, resume from the work dir's newest checkpoint that loads,
+and the backbone exported on its own (``<work_dir>/backbone.pth``) at the end.
+
+``--cfg-options`` may only change what the config has: mmengine merges any key, so a typo
+(``train_cfg.max_iter=5``) or a top-level variable of the config file (``max_iters=5``, read
+only while the file is parsed; the Runner reads its own top-level keys only) would be
+accepted and change nothing. :func:`build_pretrain_config` refuses such keys, naming each
+with a close match, unless ``allow_new_keys`` (``--allow-new-keys``) says they are meant,
+e.g. a constructor argument the config leaves at its default. A new top-level key the
+Runner reads (``find_unused_parameters=True``) and list indices (``pipeline.2.num_views``,
+as mmengine's ``DictAction`` allows) are accepted.
+"""
 from __future__ import annotations
 
+import difflib
 import os
 
 from mmengine.config import Config
 
-__all__ = ["build_pretrain_config", "run_pretraining"]
+__all__ = ["build_pretrain_config", "run_pretraining", "unknown_cfg_options"]
+
+# top-level keys mmengine's Runner reads besides its constructor's arguments (runner.py)
+_RUNNER_CFG_KEYS = {"model_wrapper_cfg", "find_unused_parameters", "sync_bn", "compile",
+                    "activation_checkpointing", "efficient_conv_bn_eval"}
+
+
+def _runner_keys() -> set:
+    import inspect
+
+    from mmengine.runner import Runner
+
+    return (set(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"}
+            | _RUNNER_CFG_KEYS)
+
+
+def _key_problem(cfg: dict, key: str, runner_keys: set) -> str | None:
+    """Why ``key`` is not a key of ``cfg`` (a plain dict) the Runner will see, or None."""
+    parts = key.split(".")
+    if parts[0] not in runner_keys:
+        if parts[0] in cfg:
+            return ("is a variable of the config file, used only while the file is read: "
+                    "setting it changes nothing")
+        return "is not a key of the config"
+    if len(parts) == 1:  # a Runner argument the config may leave at its default
+        return None
+    node = cfg
+    for depth, part in enumerate(parts):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit():  # DictAction's list index
+            if int(part) >= len(node):
+                return f"indexes past the end of {'.'.join(parts[:depth])!r}"
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            return "is not a key of the config"
+        else:
+            return (f"goes inside {'.'.join(parts[:depth])!r}, which is not a dict or list "
+                    f"({type(node).__name__})")
+    return None
+
+
+def _flat_keys(node, prefix=""):
+    items = (node.items() if isinstance(node, dict)
+             else ((str(i), v) for i, v in enumerate(node)) if isinstance(node, list) else ())
+    for key, value in items:
+        yield prefix + key
+        yield from _flat_keys(value, f"{prefix}{key}.")
+
+
+def _leaf(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _close_match(key: str, flat: list) -> str | None:
+    """A key of the config whose last part is (nearly) ``key``'s, most like ``key``."""
+    close = set(difflib.get_close_matches(_leaf(key), {_leaf(k) for k in flat}, 3, 0.75))
+    matches = [k for k in flat if _leaf(k) in close]
+    return (difflib.get_close_matches(key, matches, 1, 0.0) or [None])[0]
+
+
+def unknown_cfg_options(cfg: Config, options: dict) -> list[str]:
+    """One line per key of ``options`` that ``cfg`` does not have (see the module doc)."""
+    runner_keys, cfg = _runner_keys(), cfg.to_dict()
+    flat = [k for top in runner_keys if top in cfg
+            for k in [top, *_flat_keys(cfg[top], top + ".")]]
+    lines = []
+    for key in options:
+        problem = _key_problem(cfg, key, runner_keys)
+        if problem is not None:
+            match = _close_match(key, flat)
+            lines.append(f"{key!r} {problem}"
+                         + (f" (did you mean {match!r}?)" if match else ""))
+    return lines
 
 
 def build_pretrain_config(config: str, work_dir: str | None = None, resume: bool = False,
-                          cfg_options: dict | None = None, launcher: str = "none") -> Config:
-    """Read ``config``; ``work_dir`` defaults to ``work_dirs/<config name>``."""
+                          cfg_options: dict | None = None, launcher: str = "none",
+                          allow_new_keys: bool = False) -> Config:
+    """Read ``config``; ``work_dir`` defaults to ``work_dirs/<config name>``.
+
+    ``cfg_options`` (``--cfg-options``) must name keys the config has, or list indices in
+    it, else ValueError lists them; ``allow_new_keys`` accepts new keys (module doc).
+    """
     if not os.path.isfile(config):
         raise FileNotFoundError(f"config file not found: {config}")
     cfg = Config.fromfile(config)
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        unknown = [] if allow_new_keys else unknown_cfg_options(cfg, cfg_options)
+        if unknown:
+            raise ValueError(f"{config}: --cfg-options: " + "; ".join(unknown)
+                             + ". Pass --allow-new-keys to add keys the config does not have.")
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (KeyError, TypeError) as exc:  # e.g. a new key inside a number
+            raise ValueError(f"{config}: --cfg-options: {exc}") from exc
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:
@@ -30,20 +126,55 @@ def build_pretrain_config(config: str, work_dir: str | None = None, resume: bool
     return cfg
 
 
+def remove_partial_writes(work_dir) -> list[str]:
+    """Delete the temporary files a killed save left in ``work_dir`` (``.<name>.*.part``
+    of :func:`lidarcl.utils.fileio.atomic_write`: never a complete file, and a
+    MinkUNet34 checkpoint's is about 450 MB); returns a message per file removed."""
+    import glob
+
+    removed = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(os.fspath(work_dir)), ".*.part"))):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed.append(f"{path}: partial write of a killed run, removed")
+    return removed
+
+
 def run_pretraining(cfg: Config, export: bool = True):
     """Train with ``Runner.from_cfg(cfg)``; returns the runner. With ``export`` the rank-0
-    process writes ``<work_dir>/backbone.pth`` (weights only) at the end."""
+    process writes ``<work_dir>/backbone.pth`` (weights only) at the end.
+
+    Checkpoints go through :class:`~lidarcl.engine.checkpoint.AtomicLocalBackend` and
+    :class:`~lidarcl.engine.hooks.AtomicCheckpointHook` (in place of ``CheckpointHook``).
+    With ``cfg.resume`` and no ``load_from``, the checkpoint is chosen here by
+    :func:`~lidarcl.engine.checkpoint.find_resume_checkpoint` rather than by mmengine,
+    which would follow ``last_checkpoint`` wherever it points and die on a truncated file;
+    each checkpoint skipped is logged as a warning.
+    """
     from mmengine.dist import is_main_process
     from mmengine.runner import Runner
 
-    from lidarcl.engine.checkpoint import export_backbone, install_atomic_checkpoints
+    from lidarcl.engine.checkpoint import (export_backbone, find_resume_checkpoint,
+                                           install_atomic_checkpoints)
     from lidarcl.engine.distributed import prepare_distributed
     from lidarcl.registry import register_all_modules
 
     register_all_modules()
     install_atomic_checkpoints()
+    hook = (cfg.get("default_hooks") or {}).get("checkpoint")
+    if hook is not None and hook.get("type") in ("CheckpointHook", "mmengine.CheckpointHook"):
+        hook["type"] = "AtomicCheckpointHook"
+    skipped = []
+    if cfg.get("resume") and cfg.get("load_from") is None:
+        cfg.load_from, skipped = find_resume_checkpoint(cfg.work_dir)
+        cfg.resume = cfg.load_from is not None
+        skipped += remove_partial_writes(cfg.work_dir)
     prepare_distributed(cfg)
     runner = Runner.from_cfg(cfg)
+    for warning in skipped:
+        runner.logger.warning(warning)
     runner.train()
     if export and is_main_process():
         path = export_backbone(runner.model, os.path.join(cfg.work_dir, "backbone.pth"),
