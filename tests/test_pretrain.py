@@ -303,17 +303,6 @@ def test_matches_are_the_same_anchor_points():
 
 # ------------------------------------------------------------------- Runner and the tool
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
-    from lidarcl.datasets.synthetic import generate_dataset
-
-    root = tmp_path_factory.mktemp("pretrain_data")
-    summary = generate_dataset(str(root), scenes=2, keyframes=2, seed=0,
-                               image_size=(160, 90), version="v1.0-synthetic", overwrite=True)
-    create_nuscenes_infos(summary["dataroot"], "v1.0-synthetic", summary["dataroot"])
-    return summary["dataroot"]
-
 
 def small_options(data_root, iters, **extra):
     options = {

@@ -5,8 +5,9 @@ index) is joined to its root with :func:`confined_path`, which normalises it (``
 absolute paths) and raises :class:`~lidarcl.errors.DataError` when it leaves the root,
 naming the file the entry came from (the index or table) and the entry. Symlinks that the
 user placed inside the root are followed (a ``samples/`` folder linked to another disk is
-the usual nuScenes set-up); what data cannot do is climb out of the root by itself. File names derived from tokens
-go through :func:`safe_file_stem`, so a token such as ``../../x`` cannot name another folder.
+the usual nuScenes set-up); what data cannot do is climb out of the root by itself. File
+names derived from tokens go through :func:`safe_file_stem`, so a token such as
+``../../x`` cannot name another folder.
 """
 from __future__ import annotations
 
