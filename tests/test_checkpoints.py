@@ -59,8 +59,9 @@ class CheckpointTestIterHook(Hook):
         _ITERS.append(runner.iter)
 
 
-def run(data_root, work_dir, iters, resume=False):
-    """Pretrain up to ``iters`` iterations, a checkpoint after each; the iterations run."""
+def run(data_root, work_dir, iters, resume=False, out_dir=None):
+    """Pretrain up to ``iters`` iterations, a checkpoint after each (into ``out_dir``/<work
+    dir name> when given); the iterations run."""
     options = {"train_dataloader.dataset.data_root": data_root + "/",
                "train_dataloader.num_workers": 0,
                "train_dataloader.persistent_workers": False,
@@ -72,6 +73,8 @@ def run(data_root, work_dir, iters, resume=False):
     cfg = build_pretrain_config(str(CONFIG), str(work_dir), resume, options)
     cfg.model.backbone.voxel_size = [0.3, 0.3, 0.2]  # a coarse grid: fast on CPU
     cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type="CheckpointTestIterHook")]
+    if out_dir is not None:
+        cfg.default_hooks.checkpoint.out_dir = str(out_dir)
     _ITERS.clear()
     run_pretraining(cfg)
     return list(_ITERS)
@@ -196,6 +199,17 @@ def test_a_copied_work_dir_resumes_from_its_own_checkpoints(tiny_dataset, tmp_pa
     # names a file of the copy: the original is never opened
     (copy / "last_checkpoint").write_text(str(original / "iter_2.pth"))
     assert run(tiny_dataset, copy, 4, resume=True) == [2, 3]
+
+
+def test_resume_with_checkpoints_in_the_hooks_out_dir(tiny_dataset, tmp_path):
+    """With the hook's out_dir the checkpoints live in <out_dir>/<work dir name>;
+    last_checkpoint (in the work dir) names one of them, and resume finds it there."""
+    work, out = tmp_path / "work", tmp_path / "store"
+    assert run(tiny_dataset, work, 2, out_dir=out) == [0, 1]
+    assert (out / "work" / "iter_2.pth").is_file() and not (work / "iter_2.pth").exists()
+    assert (work / "last_checkpoint").read_text() == "iter_2.pth"
+    truncate(out / "work" / "iter_2.pth")
+    assert run(tiny_dataset, work, 3, resume=True, out_dir=out) == [1, 2]
 
 
 def test_find_resume_checkpoint_order_and_containment(tmp_path):

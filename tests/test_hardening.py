@@ -177,6 +177,14 @@ def test_superpixel_maps_never_leave_their_folder_for_a_hostile_token(tmp_path):
     (dict(gt_boxes=[[1, 2, 3]]), r"gt_boxes must be \(M, 7\)"),
     (dict(gt_boxes="none"), "gt_boxes must be a list"),
     (dict(gt_names=[1]), "gt_names must be strings"),
+    (dict(gt_boxes=[[0.0] * 7], gt_names=["Car"], gt_velocity=[[1, 2, 3]]),
+     r"gt_velocity must be \(1, 2\)"),
+    (dict(gt_boxes=[[0.0] * 7], gt_names=["Car"], gt_velocity="x"), "gt_velocity"),
+    (dict(gt_boxes=[[0.0] * 7], gt_names=["Car"], num_lidar_pts=["a"]),
+     "num_lidar_pts must be integers"),
+    (dict(gt_boxes=[[0.0] * 7], gt_names=["Car"], num_lidar_pts=[1, 2]),
+     "num_lidar_pts must be a list of 1"),
+    (dict(gt_boxes=[[0.0] * 7], gt_names=[]), "gt_names must be a list of 1"),
 ])
 def test_info_index_fields_of_the_wrong_type_name_the_index_and_field(tmp_path, change, match):
     path = tmp_path / "infos.json"
@@ -409,7 +417,7 @@ def test_recursive_folder_with_a_region_cache_never_lists_the_cache(tmp_path):
         for i in range(len(ds)):
             assert len(ds[i]["regions"]) == 300
     cached = list((tmp_path / "regions").rglob("*.npy"))
-    assert len(cached) == 2 and (tmp_path / "regions" / "CACHEDIR.TAG").is_file()
+    assert len(cached) == 2 and (cached[0].parent / "CACHEDIR.TAG").is_file()
 
 
 def test_region_cache_on_a_read_only_root_computes_without_caching(tmp_path, monkeypatch,
@@ -463,3 +471,92 @@ def test_files_written_for_users_get_the_umask_mode(tmp_path):
     assert Path(region_cache_path(str(tmp_path / "c"), "t")).stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "sp.png").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "j.json").stat().st_mode & 0o777 == 0o664
+
+
+# ------------------------------------------------------------------ found in review
+def test_a_data_error_in_a_loader_worker_stays_a_one_line_data_error(tmp_path):
+    """torch rebuilds a worker's exception as exc_type(traceback text): DataError keeps the
+    worker's own line, so tools still print one line naming the file."""
+    from lidarcl.datasets.folder_dataset import FolderDataset
+    from lidarcl.datasets.transforms import LoadPoints
+
+    (tmp_path / "bad.bin").write_bytes(b"\x00" * 6)
+    ds = FolderDataset(str(tmp_path), pipeline=[LoadPoints()])
+    loader = torch.utils.data.DataLoader(ds, num_workers=1, collate_fn=lambda b: b)
+    with pytest.raises(DataError) as err:
+        next(iter(loader))
+    assert str(err.value) == (f"{tmp_path / 'bad.bin'}: truncated or mis-described point "
+                              "file: 6 bytes is not a multiple of 4 float32 columns (16 bytes) "
+                              "(in a data loader worker)")
+    import pickle
+
+    error = DataError("/a.bin", "problem")
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.path, again.problem, str(again)) == ("/a.bin", "problem", "/a.bin: problem")
+
+
+def test_interleaved_scans_are_not_mistaken_for_a_wrong_layout(tmp_path):
+    """Lasers written alternately (raw Velodyne firing order, dual returns): every other
+    point follows the scan, so 4 columns read as 8 look smooth; that is not evidence."""
+    low, high = _scan(2000, seed=0), _scan(2000, seed=1)
+    high[:, :3] *= 3.0  # a second laser ring, far from the first
+    interleaved = np.empty((4000, 4), np.float32)
+    interleaved[0::2], interleaved[1::2] = low, high
+    path = tmp_path / "interleaved.bin"
+    interleaved.tofile(path)
+    np.testing.assert_array_equal(load_points(path, 4)[0], interleaved)
+    # a real 5-column file declared as 4 is still caught (test_wrong_column_count_*)
+
+
+def test_georeferenced_clouds_pass_with_their_own_bound(tmp_path):
+    utm = _scan(500).astype(np.float64)
+    utm[:, 0] += 5.0e5
+    utm[:, 1] += 5.4e6
+    path = tmp_path / "utm.npy"
+    np.save(path, utm)
+    with pytest.raises(DataError, match="beyond 100000 m"):
+        load_points(path)
+    points, dropped = load_points(path, max_abs_coordinate=None)
+    assert dropped == 0 and len(points) == 500
+
+
+def test_folder_dataset_leaves_hidden_files_and_folders_out(tmp_path):
+    from lidarcl.datasets.folder_dataset import FolderDataset
+
+    _scan().tofile(tmp_path / "scan.bin")
+    (tmp_path / "._scan.bin").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    _scan().tofile(tmp_path / ".ipynb_checkpoints" / "scan-checkpoint.bin")
+    for recursive in (False, True):
+        ds = FolderDataset(str(tmp_path), recursive=recursive)
+        assert [ds.get_data_info(i)["token"] for i in range(len(ds))] == ["scan"]
+
+
+def test_a_region_cache_in_the_data_root_itself_does_not_hide_the_scans(tmp_path):
+    from lidarcl.datasets.folder_dataset import FolderDataset
+    from lidarcl.datasets.transforms import LoadPoints, SegmentRegions
+
+    _scan(300).tofile(tmp_path / "scan.bin")
+    for _ in range(2):
+        ds = FolderDataset(str(tmp_path), recursive=True,
+                           pipeline=[LoadPoints(), SegmentRegions(cache_dir=".")])
+        assert len(ds) == 1 and len(ds[0]["regions"]) == 300
+    assert not (tmp_path / "CACHEDIR.TAG").exists()
+
+
+def test_superpixels_out_dir_must_lie_inside_the_index_folder(tmp_path):
+    from lidarcl.datasets.superpixels import create_superpixels
+
+    index = tmp_path / "index" / "idx.json"
+    write_info_index(index, [_info()], {"dataset": "kitti"})
+    with pytest.raises(ValueError, match="must lie inside the info index's folder"):
+        create_superpixels(index, tmp_path, out_dir=tmp_path / "elsewhere")
+
+
+def test_malformed_dataset_extras_name_the_index(tmp_path):
+    (tmp_path / "root").mkdir()
+    index, ds = _dataset(tmp_path, [_info(gt_boxes=[[0.0] * 7], gt_names=["Car"],
+                                          kitti={"bboxes_2d": [[1, 2, 3]]})])
+    with pytest.raises(DataError, match="malformed entry") as err:
+        ds.get_data_info(0)
+    assert str(err.value).startswith(str(index))

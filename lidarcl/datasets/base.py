@@ -188,4 +188,11 @@ class InfoDataset(SkipsSamples, BaseDataset):
     def get_data_info(self, idx: int) -> dict:
         info = copy.deepcopy(super().get_data_info(idx))
         info.pop("sample_idx", None)
-        return self.parse_sample(info, idx)
+        try:
+            return self.parse_sample(info, idx)
+        except DataError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            # a field read_info_index does not check (dataset extras): still name the index
+            raise DataError(self.ann_file, f"sample {idx} ({info.get('token')}): malformed "
+                                           f"entry ({type(exc).__name__}: {exc})") from exc

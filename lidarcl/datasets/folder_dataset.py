@@ -68,7 +68,8 @@ class FolderDataset(SkipsSamples, BaseDataset):
     def _find_files(self) -> list[str]:
         """Point files of the folder (and, recursively, its subfolders), sorted.
 
-        Recursion follows symlinked folders but visits each real folder once (a symlink
+        Hidden files and folders (names starting with ``.``) are left out. Recursion
+        follows symlinked folders but visits each real folder once (a symlink
         loop would otherwise list every scan again at each level), skips cache folders
         tagged with ``CACHEDIR.TAG`` (the region cache writes one, so its ``.npy`` files
         are never taken for scans), and lists a file reached by two names once."""
@@ -83,10 +84,12 @@ class FolderDataset(SkipsSamples, BaseDataset):
                 subfolders[:] = []
                 continue
             seen_dirs.add((stat.st_dev, stat.st_ino))
-            subfolders.sort()
-            if not self.recursive:
-                subfolders[:] = []
+            # hidden entries (.ipynb_checkpoints/, macOS ._scan.bin) are not scans, as glob
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith(".")) \
+                if self.recursive else []
             for name in names:
+                if name.startswith("."):
+                    continue
                 path = os.path.join(folder, name)
                 if not name.lower().endswith(self.suffixes) or not os.path.isfile(path):
                     continue

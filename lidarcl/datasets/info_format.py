@@ -224,5 +224,22 @@ def check_sample_info(info, i: int, path: str) -> None:
         if boxes.ndim != 2 or boxes.shape[1] != 7:
             raise DataError(path, f"{at}: gt_boxes must be (M, 7) numbers [x, y, z, l, w, h, "
                                   f"yaw], got {_short(info['gt_boxes'])}")
+    num_boxes = len(info["gt_boxes"])
+    if info.get("gt_velocity") is not None:
+        try:
+            velocity = np.asarray(info["gt_velocity"], dtype=np.float64)  # null -> NaN
+        except (TypeError, ValueError):
+            velocity = np.zeros(0)
+        if velocity.shape != (num_boxes, 2) and not (num_boxes == 0 and velocity.size == 0):
+            raise DataError(path, f"{at}: gt_velocity must be ({num_boxes}, 2) numbers (null "
+                                  f"when unknown), got {_short(info['gt_velocity'])}")
+    for key in ("num_lidar_pts", "gt_names"):
+        values = info.get(key)
+        if values is not None and (not isinstance(values, list) or len(values) != num_boxes):
+            raise DataError(path, f"{at}: {key} must be a list of {num_boxes} entries (one "
+                                  f"per box), got {_short(values)}")
+    if any(isinstance(n, bool) or not isinstance(n, int) for n in info.get("num_lidar_pts")
+           or ()):
+        raise DataError(path, f"{at}: num_lidar_pts must be integers")
     if info.get("lidarseg_path") is not None:
         _string(info["lidarseg_path"], f"{at}: lidarseg_path", path)

@@ -9,8 +9,10 @@ its header promises).
 Sanity rules (module constants, documented in the README's "Bad input"):
 
 * a point whose x, y or z is NaN, infinite, or beyond :data:`MAX_ABS_COORDINATE` metres
-  (100 km: no sensor frame or map tile holds such a point; a bit flip in an exponent
-  does) is **dropped and counted**; the count is returned so callers can report it;
+  (100 km: no point of a scan in its sensor or ego frame lies there; a bit flip in an
+  exponent puts one there) is **dropped and counted**; the count is returned so callers can
+  report it. Georeferenced clouds (UTM, ECEF) pass ``max_abs_coordinate=None`` (finite
+  only) or their own bound;
 * a file is misread, not noisy, and raises :class:`DataError` when more than
   :data:`MAX_IMPLAUSIBLE_FRACTION` of its points are implausible, or when more than 1% are
   and the raw ``.bin`` reads plausibly in another layout (a float64 file, another column
@@ -18,7 +20,11 @@ Sanity rules (module constants, documented in the README's "Bad input"):
 * a raw ``.bin`` whose rows read smoothly (consecutive points close together, as a
   scanning LiDAR writes them) with another column count than ``num_features``, and
   not with ``num_features``, raises :class:`DataError`: the index or config describes the
-  file wrongly (a 5-column nuScenes file read as 4 columns is otherwise silent garbage);
+  file wrongly (a 5-column nuScenes file read as 4 columns is otherwise silent garbage).
+  Multiples of ``num_features`` are not taken as evidence: a sensor that writes its lasers
+  interleaved (raw Velodyne firing order, dual returns) reads smoothly at every other
+  point, so 4 columns read as 8 would look right; an 8-column file declared as 4 is the
+  one case left undetected;
 * an empty scan (no points, or none left) is returned as such and reported by the
   caller (``LoadPoints`` skips it with a warning naming the file).
 """
@@ -42,10 +48,12 @@ _LAYOUT_PROBE_ROWS = 2048  # rows read to compare column layouts of a .bin file
 _LAYOUT_COLUMNS = range(3, 9)
 
 
-def plausible_rows(xyz: np.ndarray) -> np.ndarray:
-    """Rows whose x, y, z are finite and within :data:`MAX_ABS_COORDINATE`."""
+def plausible_rows(xyz: np.ndarray, bound: float | None = MAX_ABS_COORDINATE) -> np.ndarray:
+    """Rows whose x, y, z are finite and within ``bound`` (``None``: finite only)."""
+    if bound is None:
+        return np.isfinite(xyz).all(1)
     with np.errstate(invalid="ignore"):
-        return (np.abs(xyz) <= MAX_ABS_COORDINATE).all(1)
+        return (np.abs(xyz) <= bound).all(1)
 
 
 def _roughness(xyz: np.ndarray) -> float:
@@ -97,8 +105,8 @@ def _check_bin_layout(path: str, points: np.ndarray, num_features: int) -> None:
         return  # too few rows to tell, or consecutive points already close: layout right
     size = os.path.getsize(path)
     for (dtype, cols), xyz in _bin_layouts(path, size).items():
-        if (dtype, cols) == ("float32", num_features):
-            continue
+        if dtype == "float32" and cols % num_features == 0:
+            continue  # itself, or every k-th point of an interleaved scan (module doc)
         if len(xyz) >= _LAYOUT_MIN_ROWS and plausible_rows(xyz).all() \
                 and _roughness(xyz) < 0.3 * declared:
             raise DataError(path, f"read as {num_features} float32 columns its points are "
@@ -216,14 +224,16 @@ def _declares_no_points(path: str) -> bool:
 
 
 def load_points(path: str | os.PathLike, num_features: int | None = None,
-                drop_nonfinite: bool = True, return_mask: bool = False):
+                drop_nonfinite: bool = True, return_mask: bool = False,
+                max_abs_coordinate: float | None = MAX_ABS_COORDINATE):
     """Load a point file; returns ``(points (N, C) float32, number of dropped points)``,
     plus, with ``return_mask``, the mask of kept rows over the file's rows (so that
     per-point labels stored beside the file can be dropped alike).
 
     ``num_features`` is required for ``.bin`` (the file has no header) and checked for
     ``.npy``. With ``drop_nonfinite`` points whose x, y or z is NaN, infinite or beyond
-    :data:`MAX_ABS_COORDINATE` are removed (and counted); without it they raise
+    ``max_abs_coordinate`` metres (default :data:`MAX_ABS_COORDINATE`; ``None``: no bound,
+    for georeferenced clouds) are removed (and counted); without it they raise
     :class:`DataError`. A file where more than :data:`MAX_IMPLAUSIBLE_FRACTION` of the
     points are such raises in any case (module doc). An empty scan returns ``(0, C)``.
     """
@@ -242,21 +252,20 @@ def load_points(path: str | os.PathLike, num_features: int | None = None,
     else:
         raise DataError(path, f"unknown point file type {suffix!r}; expected one of "
                               f"{POINT_SUFFIXES}")
-    finite = plausible_rows(points[:, :3])
+    bound = max_abs_coordinate
+    finite = plausible_rows(points[:, :3], bound)
     dropped = int(len(points) - finite.sum())
+    beyond = "" if bound is None else f" or implausible ones (beyond {bound:g} m)"
     if dropped:
         hint = _layout_hint(path, ("float32", num_features)) \
             if suffix == ".bin" and dropped > _HINT_FRACTION * len(points) else ""
         if hint or dropped > MAX_IMPLAUSIBLE_FRACTION * len(points):
             raise DataError(path, f"{dropped} of {len(points)} points have NaN or infinite "
-                                  f"coordinates or implausible ones (|x|, |y| or |z| > "
-                                  f"{MAX_ABS_COORDINATE:g} m): the file is misread or "
-                                  f"corrupt{hint}")
+                                  f"coordinates{beyond}: the file is misread or corrupt{hint}")
         if not drop_nonfinite:
-            raise DataError(path, f"{dropped} points have NaN or infinite coordinates or "
-                                  f"implausible ones (beyond {MAX_ABS_COORDINATE:g} m)")
-        logger.warning("%s: dropped %d points with NaN or infinite coordinates or implausible "
-                       "ones (beyond %g m)", path, dropped, MAX_ABS_COORDINATE)
+            raise DataError(path, f"{dropped} points have NaN or infinite coordinates{beyond}")
+        logger.warning("%s: dropped %d points with NaN or infinite coordinates%s", path,
+                       dropped, beyond)
         points = points[finite]
     return (points, dropped, finite) if return_mask else (points, dropped)
 

@@ -98,7 +98,6 @@ REFERENCES = (
     ("sample_annotation", "prev", "sample_annotation", True),
     ("sample_annotation", "next", "sample_annotation", True),
     ("instance", "category_token", "category", False),
-    ("map", "log_tokens", "log", False),
     ("lidarseg", "sample_data_token", "sample_data", False),
     ("panoptic", "sample_data_token", "sample_data", False),
 )

@@ -142,6 +142,10 @@ def cached_regions(points: np.ndarray, token: str, cache_dir: str | None, **para
     path = region_cache_path(cache_dir, token, **params)
     if os.path.isfile(path):
         try:
+            _tag_cache_folder(os.path.dirname(path))
+        except OSError:  # a read-only cache is still read
+            pass
+        try:
             labels = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise DataError(path, f"unreadable region cache ({exc}); delete the file to "
@@ -155,7 +159,7 @@ def cached_regions(points: np.ndarray, token: str, cache_dir: str | None, **para
     try:
         with atomic_write(path, "wb") as handle:
             np.save(handle, labels)
-        _tag_cache_dir(os.fspath(cache_dir))
+        _tag_cache_folder(os.path.dirname(path))
     except OSError as exc:  # read-only or full data root: compute without the cache
         if not _warned_unwritable.get(cache_dir):
             _warned_unwritable[cache_dir] = True
@@ -173,8 +177,10 @@ _CACHEDIR_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
                       "# lidarcl region cache: regions of each scan, recomputed when deleted\n")
 
 
-def _tag_cache_dir(cache_dir: str) -> None:
-    path = os.path.join(cache_dir, CACHEDIR_TAG)
+def _tag_cache_folder(folder: str) -> None:
+    """Tag ``<cache_dir>/<regions tag>/`` (not ``cache_dir``, which may be the data root
+    itself); also done on reads, so a cache written before tags existed gets one."""
+    path = os.path.join(folder, CACHEDIR_TAG)
     if not os.path.isfile(path):
         with atomic_write(path, "w") as handle:
             handle.write(_CACHEDIR_TAG_TEXT)

@@ -33,7 +33,7 @@ from lidarcl.datasets.info_format import read_info_index, write_info_index
 from lidarcl.datasets.io import load_image
 from lidarcl.errors import DataError, DataFileNotFound
 from lidarcl.utils.fileio import atomic_write
-from lidarcl.utils.paths import confined_path, safe_file_stem
+from lidarcl.utils.paths import confined_path, is_inside, safe_file_stem
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +224,10 @@ def create_superpixels(info_index_path: str | os.PathLike, data_root: str | os.P
     index_dir = os.path.dirname(index_path)
     out_dir = os.path.abspath(os.fspath(out_dir) if out_dir is not None
                               else os.path.join(index_dir, SUPERPIXEL_DIRNAME))
+    if not is_inside(out_dir, index_dir):
+        # the index records the maps relative to its folder, and datasets confine them there
+        raise ValueError(f"create_superpixels: out_dir {out_dir} must lie inside the info "
+                         f"index's folder {index_dir}")
     tag = method_tag(method, n_segments, compactness, sigma)
     infos, metadata = read_info_index(index_path)
 

@@ -88,18 +88,21 @@ def checkpoint_problem(path) -> str | None:
     return None
 
 
-def find_resume_checkpoint(work_dir) -> tuple[str | None, list[str]]:
-    """The checkpoint of ``work_dir`` to resume from, and a warning per candidate skipped.
+def find_resume_checkpoint(work_dir, checkpoint_dir=None) -> tuple[str | None, list[str]]:
+    """The checkpoint to resume from, and a warning per candidate skipped.
 
-    Candidates, in order: the file named by ``<work_dir>/last_checkpoint`` (its base name,
-    looked up in ``work_dir``: an entry pointing elsewhere is never followed), then
-    ``iter_N.pth`` / ``epoch_N.pth`` newest first. The first that loads wins. With no
-    candidate at all it returns ``(None, [])`` (train from scratch, as mmengine does); when
-    there are candidates but none loads it raises :class:`~lidarcl.errors.DataError` listing
-    them, rather than silently starting over (and then overwriting them).
+    ``checkpoint_dir`` is where the checkpoints are (default ``work_dir``; the checkpoint
+    hook's ``out_dir/<work dir name>`` when it has an ``out_dir``). Candidates, in order:
+    the file named by ``<work_dir>/last_checkpoint`` (its base name, looked up in
+    ``checkpoint_dir``: an entry pointing elsewhere is never followed), then ``iter_N.pth`` /
+    ``epoch_N.pth`` newest first. The first that loads wins. With no candidate at all it
+    returns ``(None, [])`` (train from scratch, as mmengine does); when there are
+    candidates but none loads it raises :class:`~lidarcl.errors.DataError` listing them,
+    rather than silently starting over (and then overwriting them).
     """
     work_dir = os.fspath(work_dir)
-    names = sorted((n for n in (os.listdir(work_dir) if os.path.isdir(work_dir) else ())
+    folder = os.fspath(checkpoint_dir) if checkpoint_dir is not None else work_dir
+    names = sorted((n for n in (os.listdir(folder) if os.path.isdir(folder) else ())
                     if _NUMBERED.fullmatch(n)),
                    key=lambda n: int(_NUMBERED.fullmatch(n).group(1)), reverse=True)
     last_file = os.path.join(work_dir, "last_checkpoint")
@@ -110,13 +113,13 @@ def find_resume_checkpoint(work_dir) -> tuple[str | None, list[str]]:
             names = [entry] + [n for n in names if n != entry]
     skipped = []
     for name in names:
-        path = os.path.join(work_dir, name)
+        path = os.path.join(folder, name)
         problem = checkpoint_problem(path)
         if problem is None:
             return path, [f"{p}; resuming from {path} instead" for p in skipped]
         skipped.append(f"{path}: {problem}")
     if skipped:
-        raise DataError(work_dir, "cannot resume, no checkpoint loads: " + "; ".join(skipped)
+        raise DataError(folder, "cannot resume, no checkpoint loads: " + "; ".join(skipped)
                         + " (delete them, or run without --resume, to start from scratch)")
     return None, []
 

@@ -107,10 +107,9 @@ class AtomicCheckpointHook(CheckpointHook):
                                **self.args)
         if not is_main_process():
             return
-        # the bare name when the checkpoints live in the work dir (resume reads it there);
-        # mmengine's full path when `out_dir` puts them elsewhere
-        entry = name if self.out_dir == runner.work_dir else self.last_ckpt
-        atomic_write_bytes(os.path.join(runner.work_dir, "last_checkpoint"), entry.encode())
+        # the bare name: resume looks it up in the checkpoint folder (the work dir, or
+        # `out_dir/<work dir name>`), never following a path written by another run
+        atomic_write_bytes(os.path.join(runner.work_dir, "last_checkpoint"), name.encode())
         if outdated is not None:
             path = self.file_backend.join_path(self.out_dir,
                                                self.filename_tmpl.format(outdated))

@@ -126,6 +126,16 @@ def build_pretrain_config(config: str, work_dir: str | None = None, resume: bool
     return cfg
 
 
+def checkpoint_folder(cfg: Config) -> str:
+    """Where the checkpoint hook writes: the work dir, or, as mmengine's ``CheckpointHook``
+    does with an ``out_dir``, ``<out_dir>/<work dir name>``."""
+    hook = (cfg.get("default_hooks") or {}).get("checkpoint") or {}
+    out_dir = hook.get("out_dir")
+    if not out_dir:
+        return cfg.work_dir
+    return os.path.join(out_dir, os.path.basename(os.fspath(cfg.work_dir).rstrip(os.sep)))
+
+
 def remove_partial_writes(work_dir) -> list[str]:
     """Delete the temporary files a killed save left in ``work_dir`` (``.<name>.*.part``
     of :func:`lidarcl.utils.fileio.atomic_write`: never a complete file, and a
@@ -168,9 +178,10 @@ def run_pretraining(cfg: Config, export: bool = True):
         hook["type"] = "AtomicCheckpointHook"
     skipped = []
     if cfg.get("resume") and cfg.get("load_from") is None:
-        cfg.load_from, skipped = find_resume_checkpoint(cfg.work_dir)
+        folder = checkpoint_folder(cfg)
+        cfg.load_from, skipped = find_resume_checkpoint(cfg.work_dir, folder)
         cfg.resume = cfg.load_from is not None
-        skipped += remove_partial_writes(cfg.work_dir)
+        skipped += remove_partial_writes(folder)
     prepare_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     for warning in skipped:

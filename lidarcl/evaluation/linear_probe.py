@@ -80,7 +80,8 @@ def _index_file(loader):
 def _check_not_empty(loader, split: str) -> None:
     """An empty split would give ``torch.cat([])`` (train) or an mIoU of NaN that reads like
     a result (val): refuse it, naming its index file."""
-    if len(loader.dataset) == 0:
+    dataset = getattr(loader, "dataset", loader)
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
         raise DataError(_index_file(loader), f"the {split} split is empty (no samples); the "
                                              "linear probe needs scans in both splits")
 

@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from lidarcl.datasets.io import load_image, load_points
+from lidarcl.datasets.io import MAX_ABS_COORDINATE, load_image, load_points
 from lidarcl.datasets.nuscenes_constants import CAMERA_CHANNELS
 from lidarcl.datasets.superpixels import SUPERPIXEL_KEY, load_superpixels
 from lidarcl.datasets.transforms.base import Transform, warn_skipped
@@ -67,10 +67,13 @@ class LoadPoints(Transform):
             transform return ``None`` with a warning naming the file, so the dataset
             skips the sample (``lidarcl.datasets.base.SkipsSamples``); ``False`` raises
             :class:`DataError` instead.
+        max_abs_coordinate: points farther than this (metres, per axis) are implausible
+            (``lidarcl.datasets.io``); ``None`` for georeferenced clouds.
     """
 
     def __init__(self, use_dims: Sequence[int] | None = (0, 1, 2, 3), strict: bool = False,
-                 num_point_features: int | None = None, skip_empty: bool = True):
+                 num_point_features: int | None = None, skip_empty: bool = True,
+                 max_abs_coordinate: float | None = MAX_ABS_COORDINATE):
         self.use_dims = None if use_dims is None else tuple(int(d) for d in use_dims)
         if self.use_dims is not None and self.use_dims[:3] != (0, 1, 2):
             raise ValueError(f"LoadPoints: use_dims {list(self.use_dims)} must start with the "
@@ -78,12 +81,14 @@ class LoadPoints(Transform):
         self.strict = strict
         self.num_point_features = num_point_features
         self.skip_empty = skip_empty
+        self.max_abs_coordinate = max_abs_coordinate
 
     def transform(self, sample: dict) -> dict | None:
         path = sample["lidar_path"]
         nf = self.num_point_features or sample.get("num_point_features")
         points, dropped, valid = load_points(path, nf, drop_nonfinite=not self.strict,
-                                             return_mask=True)
+                                             return_mask=True,
+                                             max_abs_coordinate=self.max_abs_coordinate)
         if len(points) == 0:
             problem = (f"empty scan (0 points{f', {dropped} dropped' if dropped else ''}) "
                        f"of sample {sample.get('token', '?')}")
@@ -100,7 +105,9 @@ class LoadPoints(Transform):
 
 
 def load_sweep(sample: dict, sweep: dict, dims: Sequence[int] | None, columns: int,
-               remove_close: float = 1.0, strict: bool = False) -> tuple[np.ndarray, int]:
+               remove_close: float = 1.0, strict: bool = False,
+               max_abs_coordinate: float | None = MAX_ABS_COORDINATE
+               ) -> tuple[np.ndarray, int]:
     """One sweep ``{"path", "sweep2lidar", ...}`` of ``sample`` in the keyframe's LiDAR
     frame: ``(points (N, columns) float32, non-finite rows dropped)``. Points within
     ``remove_close`` metres of the sensor (``|x| < r and |y| < r`` in the sweep's own
@@ -109,7 +116,8 @@ def load_sweep(sample: dict, sweep: dict, dims: Sequence[int] | None, columns: i
     if not os.path.isfile(path):
         raise DataFileNotFound(path, f"sweep of sample {sample.get('token', '?')}")
     nf = sweep.get("num_point_features", sample.get("num_point_features"))
-    pts, dropped = load_points(path, nf, drop_nonfinite=not strict)
+    pts, dropped = load_points(path, nf, drop_nonfinite=not strict,
+                               max_abs_coordinate=max_abs_coordinate)
     cols = _check_dims(path, dims, pts.shape[1])
     pts = pts[:, cols].astype(np.float32, copy=False)
     if pts.shape[1] != columns:
@@ -147,17 +155,20 @@ class LoadSweeps(Transform):
         strict: raise on NaN/inf sweep coordinates instead of dropping them.
         seg_ignore_index: value given to sweep points in ``pts_semantic_mask`` when labels
             were loaded before this transform.
+        max_abs_coordinate: as ``LoadPoints``.
     """
 
     def __init__(self, num_sweeps: int = 9, use_dims: Sequence[int] | None = None,
                  remove_close: float = 1.0, pad_empty: bool = False, strict: bool = False,
-                 seg_ignore_index: int = -1):
+                 seg_ignore_index: int = -1,
+                 max_abs_coordinate: float | None = MAX_ABS_COORDINATE):
         self.num_sweeps = int(num_sweeps)
         self.use_dims = None if use_dims is None else tuple(int(d) for d in use_dims)
         self.remove_close = float(remove_close)
         self.pad_empty = pad_empty
         self.strict = strict
         self.seg_ignore_index = seg_ignore_index
+        self.max_abs_coordinate = max_abs_coordinate
 
     def transform(self, sample: dict) -> dict:
         key_points = sample["points"]
@@ -167,7 +178,7 @@ class LoadSweeps(Transform):
         sweeps = list(sample.get("sweeps", []))[:self.num_sweeps]
         for sweep in sweeps:
             pts, dropped = load_sweep(sample, sweep, dims, key_points.shape[1],
-                                      self.remove_close, self.strict)
+                                      self.remove_close, self.strict, self.max_abs_coordinate)
             dropped_total += dropped
             lag = np.full((len(pts), 1), float(sweep.get("time_lag", 0.0)), np.float32)
             parts.append(np.concatenate([pts, lag], 1))
