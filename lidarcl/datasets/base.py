@@ -38,8 +38,6 @@ from lidarcl.errors import DataError
 from lidarcl.utils.paths import confined_path
 
 
-
-
 class SkipsSamples:
     """mmengine ``BaseDataset.__getitem__`` with errors that name the sample.
 
@@ -165,20 +163,13 @@ class InfoDataset(SkipsSamples, BaseDataset):
             "lidarseg_path": (inside(root, info["lidarseg_path"], "lidarseg_path")
                               if info.get("lidarseg_path") else None),
         }
-        boxes = np.asarray(info["gt_boxes"], dtype=np.float32)
-        if boxes.size == 0:
-            boxes = boxes.reshape(0, 7)
-        if boxes.ndim != 2 or boxes.shape[1] != 7:
-            raise DataError(self.ann_file, f"sample {info['token']}: gt_boxes must be (M, 7) "
-                                           f"[x, y, z, l, w, h, yaw], got shape {boxes.shape}")
+        # shapes and per-box lengths were checked when the index was read (check_sample_info)
+        boxes = np.asarray(info["gt_boxes"], dtype=np.float32).reshape(-1, 7)
         names = np.asarray(info["gt_names"], dtype=object)
         velocity = np.asarray(info.get("gt_velocity", np.full((len(boxes), 2), np.nan)),
                               dtype=np.float32).reshape(-1, 2)
         num_pts = np.asarray(info.get("num_lidar_pts", np.full(len(boxes), -1)),
                              dtype=np.int64).reshape(-1)
-        if not (len(names) == len(boxes) == len(velocity) == len(num_pts)):
-            raise DataError(self.ann_file, f"sample {info['token']}: box fields of different "
-                                           "lengths")
         labels = self.class_labels(names)
         keep = labels >= 0
         sample.update(gt_boxes=boxes[keep], gt_velocity=velocity[keep], gt_names=names[keep],

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import logging
+import os
 
 import numpy as np
 
@@ -43,6 +43,14 @@ __all__ = ["REGION_DEFAULTS", "segment_regions", "fit_ground_plane", "regions_ta
 
 REGION_DEFAULTS = dict(ground_threshold=0.2, iterations=200, ground_z_range=(-3.0, -0.5),
                        eps=0.7, min_points=10, seed=0)
+
+# Cache Directory Tagging Specification (bford.info/cachedir): backup tools skip the folder,
+# and FolderDataset never lists its .npy files as scans
+CACHEDIR_TAG = "CACHEDIR.TAG"
+_CACHEDIR_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+                      "# lidarcl region cache: regions of each scan, recomputed when deleted\n")
+_tagged_folders: set[str] = set()      # per process: a cache read costs no extra stat
+_warned_unwritable: set[str] = set()
 
 
 def _open3d():
@@ -144,7 +152,7 @@ def cached_regions(points: np.ndarray, token: str, cache_dir: str | None, **para
         try:
             _tag_cache_folder(os.path.dirname(path))
         except OSError:  # a read-only cache is still read
-            pass
+            _tagged_folders.add(os.path.dirname(path))
         try:
             labels = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
@@ -161,26 +169,21 @@ def cached_regions(points: np.ndarray, token: str, cache_dir: str | None, **para
             np.save(handle, labels)
         _tag_cache_folder(os.path.dirname(path))
     except OSError as exc:  # read-only or full data root: compute without the cache
-        if not _warned_unwritable.get(cache_dir):
-            _warned_unwritable[cache_dir] = True
+        if cache_dir not in _warned_unwritable:
+            _warned_unwritable.add(cache_dir)
             logger.warning("%s: region cache not writable (%s); regions are computed "
                            "without caching", cache_dir, exc.strerror or exc)
     return labels
 
 
-_warned_unwritable: dict[str, bool] = {}
-
-# Cache Directory Tagging Specification (bford.info/cachedir): backup tools skip the folder,
-# and FolderDataset never lists its .npy files as scans
-CACHEDIR_TAG = "CACHEDIR.TAG"
-_CACHEDIR_TAG_TEXT = ("Signature: 8a477f597d28d172789f06886806bc55\n"
-                      "# lidarcl region cache: regions of each scan, recomputed when deleted\n")
-
-
 def _tag_cache_folder(folder: str) -> None:
     """Tag ``<cache_dir>/<regions tag>/`` (not ``cache_dir``, which may be the data root
-    itself); also done on reads, so a cache written before tags existed gets one."""
+    itself), once per folder and process; also done on reads, so a cache written before
+    tags existed gets one."""
+    if folder in _tagged_folders:
+        return
     path = os.path.join(folder, CACHEDIR_TAG)
     if not os.path.isfile(path):
         with atomic_write(path, "w") as handle:
             handle.write(_CACHEDIR_TAG_TEXT)
+    _tagged_folders.add(folder)
