@@ -560,3 +560,22 @@ def test_malformed_dataset_extras_name_the_index(tmp_path):
     with pytest.raises(DataError, match="malformed entry") as err:
         ds.get_data_info(0)
     assert str(err.value).startswith(str(index))
+
+
+def test_atomic_write_interrupted_leaves_the_old_file_and_no_temporary(tmp_path):
+    """The one writer behind indexes, superpixels, region caches and checkpoints: an
+    exception (or a kill, tests/test_checkpoints.py) mid-write never touches the old file."""
+    from lidarcl.utils.fileio import atomic_write
+
+    path = tmp_path / "index.json"
+    path.write_text("old complete content")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(path, "w") as handle:
+            handle.write("new partial cont")
+            raise KeyboardInterrupt
+    assert path.read_text() == "old complete content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.json"]
+    with atomic_write(path, "w") as handle:
+        handle.write("new")
+    assert path.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["index.json"]
