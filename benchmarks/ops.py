@@ -28,6 +28,19 @@ Ops timed (median wall time per call):
 * ``projection + pooling``: projection plus point pooling plus pixel pooling, the
   correspondence work of one SLidR step (the issue's target: kernel >= 5x reference at
   2 threads).
+
+``--workload synthetic`` (the default when the real frame is absent, e.g. on a GPU machine):
+a generated LiDAR-like scan of the keyframe's size (34,688 points on 32 rings, 2-60 m) seen
+by six 1600x900 cameras 60 degrees apart, with 90-pixel grid superpixels (int16), and its
+10-sweep accumulation; it needs only numpy and torch (no nuscenes-devkit, scikit-image,
+spconv, open3d or mmengine). ``--size tiny`` shrinks it (3,000 points, 160x90 cameras,
+8 channels, 2 sweeps) for a smoke run.
+
+Pooling modes (every device): mean / sum / max ``region_pool`` of the pixel rows,
+``project_pool`` and ``voxelize`` at 0.1 m, each with the default deterministic kernels
+against the float-atomic ones that :func:`lidarcl.ops.atomic_pooling` opts in to on CUDA
+(the ratio a GPU session should measure: issue 12 keeps the atomic path only where it is
+much faster). On the CPU both columns run the same (deterministic) kernel.
 """
 from __future__ import annotations
 
@@ -44,11 +57,14 @@ CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_B
             "CAM_BACK_RIGHT")
 CHANNELS_FEAT = 64
 FEATURE_STRIDE = 4
+MIN_TIME = 0.5  # seconds of repeats per timed op (--size tiny: 0)
 
 
-def timed(fn, device: str, min_time: float = 0.5, max_repeats: int = 50,
+def timed(fn, device: str, min_time: float | None = None, max_repeats: int = 50,
           min_repeats: int = 3) -> float:
     """Median seconds per call of ``fn`` after one warm-up call."""
+    if min_time is None:
+        min_time = MIN_TIME
     def sync():
         if device == "cuda":
             torch.cuda.synchronize()
@@ -123,6 +139,48 @@ def accumulate_sweeps(points: np.ndarray, sweeps: int = 10, speed: float = 10.0,
     return np.concatenate(out).astype(np.float32)
 
 
+def synthetic_frame(num_points: int = 34688, height: int = 900, width: int = 1600,
+                    seed: int = 0):
+    """A LiDAR-like scan (x, y, z, intensity, ring; 32 rings between -25 and +5 degrees of
+    elevation, ranges 2-60 m, some returns from a ground plane) and six pinhole cameras
+    60 degrees apart (focal length 1266 px at 1600 px width, as nuScenes' front camera).
+    Returns ``points (N, 5) float32, lidar2img (6, 4, 4), image_hw (6, 2)``."""
+    rng = np.random.default_rng(seed)
+    ring = rng.integers(0, 32, num_points)
+    elevation = np.deg2rad(-25.0 + ring * 30.0 / 31)
+    azimuth = rng.uniform(-np.pi, np.pi, num_points)
+    rng_m = rng.uniform(2.0, 60.0, num_points)
+    ground = elevation < 0
+    rng_m[ground] = np.minimum(rng_m[ground], 1.8 / np.sin(-elevation[ground]))
+    points = np.stack([rng_m * np.cos(elevation) * np.cos(azimuth),
+                       rng_m * np.cos(elevation) * np.sin(azimuth),
+                       rng_m * np.sin(elevation), rng.uniform(0, 255, num_points),
+                       ring.astype(np.float64)], 1).astype(np.float32)
+    focal = 1266.0 * width / 1600
+    intrinsic = np.array([[focal, 0, width / 2, 0], [0, focal, height / 2, 0], [0, 0, 1, 0],
+                          [0, 0, 0, 1]])
+    mats = []
+    for k in range(len(CHANNELS)):
+        yaw = k * np.pi / 3
+        forward = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+        right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
+        lidar2cam = np.eye(4)
+        lidar2cam[:3, :3] = np.stack([right, [0.0, 0.0, -1.0], forward])
+        lidar2cam[:3, 3] = [0.0, 0.3, -0.5]
+        mats.append(intrinsic @ lidar2cam)
+    image_hw = np.array([[height, width]] * len(CHANNELS))
+    return points, np.stack(mats), image_hw
+
+
+def grid_superpixels(image_hw: np.ndarray, cell: int) -> torch.Tensor:
+    """(1, K, H, W) int16 ids of ``cell`` x ``cell`` pixel blocks (superpixel stand-ins)."""
+    height, width = (int(v) for v in image_hw[0])
+    y = torch.arange(height)[:, None] // cell
+    x = torch.arange(width)[None, :] // cell
+    ids = (y * ((width + cell - 1) // cell) + x).to(torch.int16)
+    return ids.expand(len(image_hw), height, width)[None].contiguous()
+
+
 def superpixel_maps(images: list[str]) -> torch.Tensor:
     from PIL import Image
 
@@ -178,7 +236,7 @@ def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, su
     num_sp = int(sp.max()) + 1
     gen = torch.Generator().manual_seed(0)
     point_feats = torch.randn(len(points), CHANNELS_FEAT, generator=gen).to(dev)
-    fh, fw = 900 // FEATURE_STRIDE, 1600 // FEATURE_STRIDE
+    fh, fw = int(image_hw_np[0][0]) // FEATURE_STRIDE, int(image_hw_np[0][1]) // FEATURE_STRIDE
     pixel_maps = torch.randn(len(CHANNELS), CHANNELS_FEAT, fh, fw, generator=gen).to(dev)
     pixel_maps_cl = pixel_maps.to(memory_format=torch.channels_last)
     sp_small = sp[0, :, FEATURE_STRIDE // 2::FEATURE_STRIDE, FEATURE_STRIDE // 2::FEATURE_STRIDE]
@@ -258,7 +316,60 @@ def run_workload(name: str, points_np: np.ndarray, lidar2img_np, image_hw_np, su
         results.append((t, times, devkit))
     info = {"points": len(points), "pairs": int(res.point_index.numel()),
             "superpixels": num_sp, "pixel rows": len(pixel_rows), "bytes": moved}
+    info["pooling modes"] = pooling_modes(points, offsets, mats_b, hw_b, sp, num_sp,
+                                          point_feats, pixel_rows, pixel_region, num_regions,
+                                          device)
     return results, info
+
+
+def pooling_modes(points, offsets, mats_b, hw_b, sp, num_sp, point_feats, pixel_rows,
+                  pixel_region, num_regions, device: str) -> dict:
+    """ms per call of each pooling op with the default deterministic kernels and with
+    :func:`lidarcl.ops.atomic_pooling` (float atomics on CUDA; the same kernel on the CPU),
+    and whether two deterministic runs gave the same bits."""
+    import lidarcl.ops as ops
+
+    def atomic(fn):
+        def run():
+            with ops.atomic_pooling():
+                return fn()
+        return run
+
+    voxel_feats = points[:, :4].contiguous()
+    cases = {
+        f"region_pool {r} (pixel rows)": (
+            lambda r=r: ops.region_pool(pixel_rows, pixel_region, num_regions, r).features)
+        for r in ops.REDUCTIONS}
+    cases["project_pool (point pool)"] = (
+        lambda: ops.project_pool(points, offsets, mats_b, hw_b, sp, num_sp,
+                                 point_feats).features)
+    cases["voxelize 0.1 m, canonical=False"] = (
+        lambda: ops.voxelize(points, offsets, 0.1, features=voxel_feats,
+                             canonical=False).features)
+    cases["voxelize 0.1 m, canonical=True"] = (
+        lambda: ops.voxelize(points, offsets, 0.1, features=voxel_feats).features)
+    out = {}
+    for name, fn in cases.items():
+        first, second = fn(), fn()
+        same = bool(torch.equal(first.isnan(), second.isnan())
+                    and torch.equal(first.nan_to_num(0.0), second.nan_to_num(0.0)))
+        out[name] = {"deterministic_ms": 1e3 * timed(fn, device),
+                     "atomic_ms": 1e3 * timed(atomic(fn), device),
+                     "deterministic_repeat_identical": same}
+    return out
+
+
+def print_pooling_table(name: str, info: dict, device: str) -> None:
+    print(f"\n### {name}: pooling, deterministic (default) vs atomic opt-in ({device})")
+    if device != "cuda":
+        print("(CPU: one deterministic kernel; the atomic request is ignored, both columns "
+              "time it)")
+    print("| op | deterministic ms | atomic ms | deterministic / atomic | repeat bit-identical |")
+    print("|---|---|---|---|---|")
+    for op, row in info["pooling modes"].items():
+        d, a = row["deterministic_ms"], row["atomic_ms"]
+        print(f"| {op} | {d:.3f} | {a:.3f} | {d / a:.2f}x | "
+              f"{'yes' if row['deterministic_repeat_identical'] else 'NO'} |")
 
 
 # HBM peak bandwidth (GB/s) of the GPUs this project is lent; --peak-gbps overrides
@@ -307,35 +418,74 @@ def print_table(name: str, info: dict, results, device: str) -> None:
 def main(args) -> int:
     import tempfile
 
+    global CHANNELS_FEAT, MIN_TIME
     from lidarcl.ops._extension import compiled
 
     if compiled() is None:
         print("lidarcl._C is not built: the kernel column would time the reference. "
               "Run `pip install --no-build-isolation -e .` first.")
         return 1
-    data_root = Path(args.data_root)
-    if not (data_root / "frame.json").is_file():
-        print(f"real nuScenes frame not found at {data_root}")
-        return 1
     device = args.device
     if device == "cuda" and not (torch.cuda.is_available() and compiled().with_cuda()):
         print("no CUDA device or lidarcl._C built without CUDA")
         return 1
-    with tempfile.TemporaryDirectory() as tmp:
-        points, lidar2img, image_hw, images, chains = load_real_frame(data_root, Path(tmp))
-    t0 = time.perf_counter()
-    superpixels = superpixel_maps(images)
-    print(f"SLIC superpixels of the 6 images: {time.perf_counter() - t0:.1f} s "
-          f"({[int(m.max()) + 1 for m in superpixels[0]]} segments)")
+    data_root = Path(args.data_root)
+    workload = getattr(args, "workload", "real")
+    size = getattr(args, "size", "full")
+    if workload == "auto":
+        workload = "real" if (data_root / "frame.json").is_file() else "synthetic"
+    sweeps = args.sweeps
+    chains = None
+    if workload == "real":
+        if not (data_root / "frame.json").is_file():
+            print(f"real nuScenes frame not found at {data_root} (--workload synthetic needs "
+                  "none)")
+            return 1
+        with tempfile.TemporaryDirectory() as tmp:
+            points, lidar2img, image_hw, images, chains = load_real_frame(data_root, Path(tmp))
+        t0 = time.perf_counter()
+        superpixels = superpixel_maps(images)
+        print(f"SLIC superpixels of the 6 images: {time.perf_counter() - t0:.1f} s "
+              f"({[int(m.max()) + 1 for m in superpixels[0]]} segments)")
+        label = "real keyframe"
+    else:
+        if size == "tiny":
+            CHANNELS_FEAT, MIN_TIME, sweeps = 8, 0.0, min(sweeps, 2)
+            points, lidar2img, image_hw = synthetic_frame(3000, 90, 160)
+            superpixels = grid_superpixels(image_hw, 12)
+        else:
+            points, lidar2img, image_hw = synthetic_frame()
+            superpixels = grid_superpixels(image_hw, 90)
+        label = f"synthetic scan ({size})"
+        print(f"synthetic workload ({size}): {len(points):,} points, six "
+              f"{int(image_hw[0][1])}x{int(image_hw[0][0])} cameras, "
+              f"{int(superpixels.max()) + 1} grid superpixels per image")
     print(f"torch {torch.__version__}, {bandwidth_note(device) or 'CPU'}; "
           f"threads: {args.threads}")
-    workloads = [("real keyframe", points), (f"{args.sweeps}-sweep accumulation",
-                                             accumulate_sweeps(points, args.sweeps))]
+    workloads = [(label, points), (f"{sweeps}-sweep accumulation",
+                                   accumulate_sweeps(points, sweeps))]
+    report = {"torch": torch.__version__, "device": bandwidth_note(device) or "CPU",
+              "workload": workload, "size": size, "workloads": {}}
     for name, pts in workloads:
         results, info = run_workload(name, pts, lidar2img, image_hw, superpixels, chains,
-                                     args.threads, device, with_devkit=device == "cpu")
+                                     args.threads, device,
+                                     with_devkit=device == "cpu" and chains is not None)
         if device == "cuda":
             print_gpu_table(name, info, results, peak_gbps(args.peak_gbps))
         else:
             print_table(name, info, results, device)
+        print_pooling_table(name, info, device)
+        report["workloads"][name] = {
+            "points": info["points"], "pairs": info["pairs"],
+            "ops_ms": {f"{op} @ {t} threads": {"kernel": 1e3 * k, "reference": 1e3 * r}
+                       for t, times, _ in results for op, (k, r) in times.items()},
+            "pooling_modes": info["pooling modes"]}
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    identical = all(row["deterministic_repeat_identical"]
+                    for w in report["workloads"].values()
+                    for row in w["pooling_modes"].values())
+    if not identical:
+        print("FAIL: a deterministic pooling run differed from its repeat")
+        return 1
     return 0

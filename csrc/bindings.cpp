@@ -1,7 +1,8 @@
 // Python bindings of lidarcl._C: argument checks, then dispatch on the tensors' device to
 // the CPU kernels (csrc/cpu) or the CUDA kernels (csrc/cuda, when built WITH_CUDA).
 // The Python wrappers in lidarcl/ops/ validate values (ranges, offsets) and normalise
-// dtypes first; the checks here keep a direct call from reading out of bounds.
+// dtypes first; the checks here keep a direct call from reading out of bounds, on either
+// device (for CUDA tensors the value checks cost a small device -> host copy each).
 #include <torch/extension.h>
 
 #include <string>
@@ -60,8 +61,10 @@ void check_projection(const at::Tensor& points, const at::Tensor& offsets,
   TORCH_CHECK(image_hw.dim() == 3 && image_hw.size(0) == batch &&
                   image_hw.size(1) == lidar2img.size(1) && image_hw.size(2) == 2,
               "image_hw must have shape (B, K, 2) like lidar2img");
-  if (!points.is_cuda() && batch > 0) {
-    const int64_t* o = offsets.data_ptr<int64_t>();
+  if (batch > 0) {
+    // B values: read on the host (a device -> host copy for CUDA tensors)
+    const at::Tensor host = offsets.is_cuda() ? offsets.cpu() : offsets;
+    const int64_t* o = host.data_ptr<int64_t>();
     int64_t prev = 0;
     for (int64_t b = 0; b < batch; ++b) {
       TORCH_CHECK(o[b] >= prev, "offsets must be non-negative and non-decreasing");
@@ -96,13 +99,16 @@ at::Tensor visibility(const at::Tensor& uv, const at::Tensor& depth,
               "uv (M, 2), depth (M,) and image_index (M,) must agree");
   TORCH_CHECK(image_hw.dim() == 2 && image_hw.size(1) == 2, "image_hw must have shape (I, 2)");
   TORCH_CHECK(window >= 0, "window must be >= 0");
-  if (!depth.is_cuda() && m > 0) {
+  if (m > 0) {
     const auto range = at::aminmax(image_index);
     TORCH_CHECK(std::get<0>(range).item<int64_t>() >= 0 &&
                     std::get<1>(range).item<int64_t>() < image_hw.size(0),
                 "image_index out of range [0, ", image_hw.size(0), ")");
-    TORCH_CHECK(image_hw.min().item<int64_t>() > 0, "image_hw sizes must be positive");
-    TORCH_CHECK(image_hw.max().item<int64_t>() < (int64_t(1) << 31),
+    // the CUDA kernel sizes one depth buffer per image from these
+    const at::Tensor hw = image_hw.is_cuda() ? image_hw.cpu() : image_hw;
+    TORCH_CHECK(hw.numel() == 0 || hw.min().item<int64_t>() > 0,
+                "image_hw sizes must be positive");
+    TORCH_CHECK(hw.numel() == 0 || hw.max().item<int64_t>() < (int64_t(1) << 31),
                 "image_hw sizes must be below 2^31");
   }
   LIDARCL_DISPATCH(visibility, depth, uv, depth, image_index, image_hw, window,
@@ -131,12 +137,10 @@ at::Tensor gather_forward(const at::Tensor& features, const at::Tensor& image_in
   check_gather(features, image_index, coords);
   if (image_index.numel() > 0) {
     TORCH_CHECK(features.size(2) > 0 && features.size(3) > 0, "features have an empty map");
-    if (!features.is_cuda()) {
-      const auto range = at::aminmax(image_index);
-      TORCH_CHECK(std::get<0>(range).item<int64_t>() >= 0 &&
-                      std::get<1>(range).item<int64_t>() < features.size(0),
-                  "image_index out of range [0, ", features.size(0), ")");
-    }
+    const auto range = at::aminmax(image_index);
+    TORCH_CHECK(std::get<0>(range).item<int64_t>() >= 0 &&
+                    std::get<1>(range).item<int64_t>() < features.size(0),
+                "image_index out of range [0, ", features.size(0), ")");
   }
   LIDARCL_DISPATCH(gather_forward, features, features, image_index, coords);
 }
@@ -150,7 +154,7 @@ at::Tensor gather_backward(const at::Tensor& grad_out, const at::Tensor& image_i
               "grad_out must have shape (M, C)");
   check_gather(grad_out, image_index, coords);
   TORCH_CHECK(num_images >= 0 && height > 0 && width > 0, "bad feature map shape");
-  if (!grad_out.is_cuda() && image_index.numel() > 0) {
+  if (image_index.numel() > 0) {
     const auto range = at::aminmax(image_index);
     TORCH_CHECK(std::get<0>(range).item<int64_t>() >= 0 &&
                     std::get<1>(range).item<int64_t>() < num_images,
@@ -173,7 +177,7 @@ void check_regions(const at::Tensor& like, const at::Tensor& region_ids, int64_t
   TORCH_CHECK(region_ids.dim() == 1 && region_ids.size(0) == rows,
               "region_ids must have shape (N,) like the feature rows");
   TORCH_CHECK(num_regions >= 0, "num_regions must be >= 0");
-  if (!like.is_cuda() && rows > 0) {
+  if (rows > 0) {
     const auto range = at::aminmax(region_ids);
     TORCH_CHECK(std::get<0>(range).item<int64_t>() >= -1 &&
                     std::get<1>(range).item<int64_t>() < num_regions,
@@ -181,15 +185,24 @@ void check_regions(const at::Tensor& like, const at::Tensor& region_ids, int64_t
   }
 }
 
+// atomic: ask the CUDA kernel for its float-atomic mean / sum (honoured only while
+// deterministic algorithms are off); the CPU has one (deterministic) kernel and ignores it.
 std::vector<at::Tensor> region_pool_forward(const at::Tensor& features,
                                             const at::Tensor& region_ids, int64_t num_regions,
-                                            int64_t reduce) {
+                                            int64_t reduce, bool atomic) {
   check_float(features, "features");
   check(features, "features", features);
   TORCH_CHECK(features.dim() == 2, "features must have shape (N, C)");
   TORCH_CHECK(reduce >= 0 && reduce <= 2, "reduce must be 0 (mean), 1 (max) or 2 (sum)");
   check_regions(features, region_ids, features.size(0), num_regions);
-  LIDARCL_DISPATCH(region_pool_forward, features, features, region_ids, num_regions, reduce);
+#ifdef WITH_CUDA
+  if (features.is_cuda())
+    return region_pool_forward_cuda(features, region_ids, num_regions, reduce, atomic);
+#else
+  (void)atomic;
+  if (features.is_cuda()) no_cuda("region_pool_forward");
+#endif
+  return region_pool_forward_cpu(features, region_ids, num_regions, reduce);
 }
 
 at::Tensor region_pool_backward(const at::Tensor& grad_pooled, const at::Tensor& region_ids,
@@ -208,7 +221,7 @@ at::Tensor region_pool_backward(const at::Tensor& grad_pooled, const at::Tensor&
     check(argmax, "argmax", grad_pooled);
     check_dtype(argmax, "argmax", at::kLong);
     TORCH_CHECK(argmax.sizes() == grad_pooled.sizes(), "argmax must have shape (R, C)");
-    if (!grad_pooled.is_cuda() && argmax.numel() > 0) {
+    if (argmax.numel() > 0) {
       const auto range = at::aminmax(argmax);
       TORCH_CHECK(std::get<0>(range).item<int64_t>() >= -1 &&
                       std::get<1>(range).item<int64_t>() < num_points,
@@ -223,16 +236,12 @@ std::vector<at::Tensor> project_pool(const at::Tensor& points, const at::Tensor&
                                      const at::Tensor& lidar2img, const at::Tensor& image_hw,
                                      const at::Tensor& superpixels, int64_t num_superpixels,
                                      const at::Tensor& features, double min_depth,
-                                     double margin) {
+                                     double margin, bool atomic) {
   check_projection(points, offsets, lidar2img, image_hw);
   check(superpixels, "superpixels", points);
-  if (points.is_cuda()) {
-    check_dtype(superpixels, "superpixels", at::kLong);
-  } else {
-    const auto id = superpixels.scalar_type();
-    TORCH_CHECK(id == at::kLong || id == at::kInt || id == at::kShort || id == at::kByte,
-                "superpixels must be int64, int32, int16 or uint8, got ", id);
-  }
+  const auto id = superpixels.scalar_type();
+  TORCH_CHECK(id == at::kLong || id == at::kInt || id == at::kShort || id == at::kByte,
+              "superpixels must be int64, int32, int16 or uint8, got ", id);
   TORCH_CHECK(superpixels.dim() == 4 && superpixels.size(0) == offsets.size(0) &&
                   superpixels.size(1) == lidar2img.size(1),
               "superpixels must have shape (B, K, H, W)");
@@ -243,8 +252,16 @@ std::vector<at::Tensor> project_pool(const at::Tensor& points, const at::Tensor&
   check_dtype(features, "features", points.scalar_type());
   TORCH_CHECK(features.dim() == 2 && features.size(0) == points.size(0),
               "features must have shape (N, C) like points");
-  LIDARCL_DISPATCH(project_pool, points, points, offsets, lidar2img, image_hw, superpixels,
-                   num_superpixels, features, min_depth, margin);
+#ifdef WITH_CUDA
+  if (points.is_cuda())
+    return project_pool_cuda(points, offsets, lidar2img, image_hw, superpixels,
+                             num_superpixels, features, min_depth, margin, atomic);
+#else
+  (void)atomic;
+  if (points.is_cuda()) no_cuda("project_pool");
+#endif
+  return project_pool_cpu(points, offsets, lidar2img, image_hw, superpixels, num_superpixels,
+                          features, min_depth, margin);
 }
 
 at::Tensor serialize(const at::Tensor& coords, const at::Tensor& batch_index, int64_t order,
@@ -258,7 +275,7 @@ at::Tensor serialize(const at::Tensor& coords, const at::Tensor& batch_index, in
               "batch_index must have shape (N,) like coords");
   TORCH_CHECK(order >= 0 && order <= 3, "order must be 0..3");
   TORCH_CHECK(depth >= 1 && depth <= 16, "depth must lie in [1, 16]");
-  if (!coords.is_cuda() && coords.size(0) > 0) {
+  if (coords.size(0) > 0) {
     const auto range = at::aminmax(coords);
     TORCH_CHECK(std::get<0>(range).item<int64_t>() >= 0 &&
                     std::get<1>(range).item<int64_t>() < (int64_t(1) << depth),
@@ -290,8 +307,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("visibility", &lidarcl::visibility);
   m.def("gather_forward", &lidarcl::gather_forward);
   m.def("gather_backward", &lidarcl::gather_backward);
-  m.def("region_pool_forward", &lidarcl::region_pool_forward);
+  namespace py = pybind11;
+  m.def("region_pool_forward", &lidarcl::region_pool_forward, py::arg("features"),
+        py::arg("region_ids"), py::arg("num_regions"), py::arg("reduce"),
+        py::arg("atomic") = false);
   m.def("region_pool_backward", &lidarcl::region_pool_backward);
-  m.def("project_pool", &lidarcl::project_pool);
+  m.def("project_pool", &lidarcl::project_pool, py::arg("points"), py::arg("offsets"),
+        py::arg("lidar2img"), py::arg("image_hw"), py::arg("superpixels"),
+        py::arg("num_superpixels"), py::arg("features"), py::arg("min_depth"),
+        py::arg("margin"), py::arg("atomic") = false);
   m.def("serialize", &lidarcl::serialize);
 }

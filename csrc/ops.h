@@ -69,25 +69,33 @@ at::Tensor gather_backward_cpu(const at::Tensor& grad_out, const at::Tensor& ima
 // and count 0. For max, argmax is the smallest point index reaching the maximum (-1 for an
 // empty region), NaN counting as the largest value (the first NaN row wins); for mean/sum
 // argmax is an empty (0,) tensor.
+// Summation order (the bits of mean / sum): each region's rows are added in ascending row
+// order, starting from 0 (+0.0), every addition rounded on its own; mean then divides by
+// the count. The CUDA kernels follow the same order by default (deterministic, the CPU's
+// bits); see the WITH_CUDA section for their opt-in atomic variant.
 std::vector<at::Tensor> region_pool_forward_cpu(const at::Tensor& features,
                                                 const at::Tensor& region_ids,
                                                 int64_t num_regions, int64_t reduce);
 // grad_pooled (R, C) -> grad_features (N, C): mean: grad[r]/count[r] to every point of r;
-// sum: grad[r]; max: grad[r, c] to argmax[r, c].
+// sum: grad[r]; max: grad[r, c] to argmax[r, c] (the CUDA kernel gathers instead: row n
+// takes grad[r, c] iff argmax[r, c] == n for its own region r = region_ids[n], the same
+// for any argmax the forward returns).
 at::Tensor region_pool_backward_cpu(const at::Tensor& grad_pooled, const at::Tensor& region_ids,
                                     const at::Tensor& counts, const at::Tensor& argmax,
                                     int64_t num_points, int64_t reduce);
 
 // ---------------------------------------------------------------- fused project + pool
 // points, offsets, lidar2img, image_hw as in project_points_cpu; superpixels (B, K, Hs, Ws)
-// ids in [-1, S) (-1 = no superpixel) at image resolution, int64 (CPU: also int32, int16,
-// uint8; CUDA: int64 only); the CPU kernel raises on an id outside [-1, S) that it reads; features (N, C) in the
+// ids in [-1, S) (-1 = no superpixel) at image resolution, int64, int32, int16 or uint8 (read
+// in that type on both devices); both kernels raise on an id outside [-1, S) that they read
+// (only ids under a projected point are read); features (N, C) in the
 // points' dtype. Each kept pair (projection rule above) reads the id s at
 // (clamp(floor(v), 0, Hs-1), clamp(floor(u), 0, Ws-1)); when s >= 0 its region is
 // (b * K + k) * S + s and the point's feature row is added to that region.
 // Returns {pooled (B*K*S, C) mean (0 for empty regions), counts (B*K*S,) int64,
 // pair_point (P,) int64, pair_region (P,) int64} where the pairs are those with s >= 0, in
-// projection order.
+// projection order. Each region's feature rows are summed in pair order (ascending point
+// index within a camera) from 0, then divided by the count (CUDA: same order by default).
 std::vector<at::Tensor> project_pool_cpu(const at::Tensor& points, const at::Tensor& offsets,
                                          const at::Tensor& lidar2img, const at::Tensor& image_hw,
                                          const at::Tensor& superpixels, int64_t num_superpixels,
@@ -108,7 +116,14 @@ at::Tensor serialize_cpu(const at::Tensor& coords, const at::Tensor& batch_index
 
 #ifdef WITH_CUDA
 // Same contracts on CUDA tensors (csrc/cuda/ops_cuda.cpp). Integer outputs and orderings
-// are identical to the CPU versions; float sums may differ in the last bits (atomics).
+// are identical to the CPU versions, and so are the float outputs of projection and of
+// region_pool / project_pool (segmented reductions in the CPU's order); every forward op is
+// deterministic (the same bits run after run, on any stream).
+// `atomic` = true asks region_pool / project_pool for their float-atomic variant (faster
+// with few, large regions; sums in schedule order, so not deterministic); it is honoured
+// only while torch.are_deterministic_algorithms_enabled() is false. gather_backward adds
+// with float atomics and calls alertNotDeterministic (raises under
+// torch.use_deterministic_algorithms(True)); its sums may differ in the last bits.
 std::vector<at::Tensor> project_points_cuda(const at::Tensor& points, const at::Tensor& offsets,
                                             const at::Tensor& lidar2img,
                                             const at::Tensor& image_hw, double min_depth,
@@ -123,7 +138,8 @@ at::Tensor gather_backward_cuda(const at::Tensor& grad_out, const at::Tensor& im
                                 int64_t width);
 std::vector<at::Tensor> region_pool_forward_cuda(const at::Tensor& features,
                                                  const at::Tensor& region_ids,
-                                                 int64_t num_regions, int64_t reduce);
+                                                 int64_t num_regions, int64_t reduce,
+                                                 bool atomic = false);
 at::Tensor region_pool_backward_cuda(const at::Tensor& grad_pooled,
                                      const at::Tensor& region_ids, const at::Tensor& counts,
                                      const at::Tensor& argmax, int64_t num_points,
@@ -133,7 +149,7 @@ std::vector<at::Tensor> project_pool_cuda(const at::Tensor& points, const at::Te
                                           const at::Tensor& image_hw,
                                           const at::Tensor& superpixels,
                                           int64_t num_superpixels, const at::Tensor& features,
-                                          double min_depth, double margin);
+                                          double min_depth, double margin, bool atomic = false);
 at::Tensor serialize_cuda(const at::Tensor& coords, const at::Tensor& batch_index,
                           int64_t order, int64_t depth);
 #endif

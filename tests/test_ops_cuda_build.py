@@ -5,12 +5,18 @@
 * the ATen glue ``csrc/cuda/ops_cuda.cpp`` passes ``g++ -fsyntax-only -DWITH_CUDA`` against
   the ATen/c10 CUDA headers shipped in torch's wheel, and compiles to nothing without
   ``WITH_CUDA`` (setup.py compiles every ``.cpp``, CPU builds included);
+* link: ``ops_cuda.cpp`` compiled to an object (g++ -c against those headers) needs no
+  ``lidarcl::cuda`` launcher that the ``.cu`` objects do not define, and the ``.cu``
+  objects link into one shared object with ``nvcc -shared``;
 * host emulation: the kernels, compiled as plain C++ with a few lines of CUDA stand-ins
   (intrinsics, atomics, a sequential grid of 3 x 5 "threads" driving the grid-stride
   loops), run behind the real ``ops_cuda.cpp`` on CPU tensors and are compared with the
-  pure-PyTorch references. This checks the kernels' logic (orderings, scans, keys, Hilbert
-  curve, clamps, arithmetic), not concurrency; ``tests/test_ops_gpu.py`` checks the real
-  thing on a GPU.
+  pure-PyTorch references and, for the deterministic pooling, bit for bit with the CPU
+  kernels of ``lidarcl._C`` (also under permutations of the rows and through
+  ``voxelize(canonical=True)``). This checks the kernels' logic (orderings, scans, sorts,
+  keys, Hilbert curve, clamps, arithmetic, summation order), not concurrency; the grid's
+  schedule does reorder the opt-in atomic sums, which the tests use to show they would
+  see an order change. ``tests/test_ops_gpu.py`` checks the real thing on a GPU.
 
 Skipped when nvcc / the CUDA headers (or g++) are not found.
 """
@@ -80,25 +86,46 @@ def test_kernel_sources_include_no_torch_header(path):
     assert not bad, f"{os.path.basename(path)} includes torch headers: {bad}"
 
 
+@pytest.fixture(scope="module")
+def cu_objects(tmp_path_factory):
+    """Every .cu compiled once with nvcc -c (position-independent, for the link test):
+    {path: (returncode, output, object path)}."""
+    if _nvcc() is None:
+        pytest.skip("nvcc not found")
+    work = tmp_path_factory.mktemp("cu_objects")
+    out = {}
+    for path in CU_FILES:
+        obj = work / (os.path.basename(path) + ".o")
+        proc = _run([_nvcc(), "-c", "-arch=sm_80", "-std=c++17", "-O2", "-Xcompiler", "-fPIC",
+                     "-o", str(obj), path])
+        out[path] = (proc.returncode, proc.stderr + proc.stdout, obj)
+    return out
+
+
 @requires_nvcc
 @pytest.mark.parametrize("path", CU_FILES, ids=os.path.basename)
-def test_cu_file_compiles_alone(path, tmp_path):
-    out = tmp_path / (os.path.basename(path) + ".o")
-    proc = _run([_nvcc(), "-c", "-arch=sm_80", "-std=c++17", "-O2", "-o", str(out), path])
-    assert proc.returncode == 0, f"nvcc failed on {path}:\n{proc.stderr}\n{proc.stdout}"
-    assert out.stat().st_size > 0
+def test_cu_file_compiles_alone(path, cu_objects):
+    code, output, obj = cu_objects[path]
+    assert code == 0, f"nvcc failed on {path}:\n{output}"
+    assert obj.stat().st_size > 0
 
 
 @requires_nvcc
-def test_projection_ptx_has_no_fused_multiply_add(tmp_path):
-    """Projection and visibility arithmetic uses __fmul_rn/__fadd_rn/...: no fma may appear
-    (nvcc contracts a*b + c into fma by default, which would change selections)."""
-    ptx = tmp_path / "projection.ptx"
+@pytest.mark.parametrize("name", ["projection.cu", "pooling.cu"])
+def test_ptx_has_no_fused_multiply_add(tmp_path, name):
+    """Projection, visibility and pooling arithmetic uses __fmul_rn/__fadd_rn/...: no fma
+    may appear (nvcc contracts a*b + c into fma by default, which would change selections
+    and the pooled sums' bits)."""
+    ptx = tmp_path / (name + ".ptx")
     proc = _run([_nvcc(), "-ptx", "-arch=sm_80", "-std=c++17", "-O3", "-o", str(ptx),
-                 os.path.join(CUDA_DIR, "projection.cu")])
+                 os.path.join(CUDA_DIR, name)])
     assert proc.returncode == 0, proc.stderr
     text = ptx.read_text()
-    assert "div.rn.f32" in text and "mul.rn.f64" in text
+    assert "div.rn.f32" in text and "div.rn.f64" in text
+    if name == "projection.cu":
+        assert "mul.rn.f64" in text
+    else:  # the segmented sums: one rounded add per row
+        assert "add.rn.f32" in text and "add.rn.f64" in text
     assert re.search(r"\bfma\.", text) is None
 
 
@@ -111,17 +138,78 @@ def _torch_flags():
     return flags
 
 
-@requires_gxx
-@requires_cuda_headers
-def test_glue_syntax_with_cuda():
+@pytest.fixture(scope="module")
+def glue_object(tmp_path_factory):
+    """ops_cuda.cpp compiled with -DWITH_CUDA against torch's shipped ATen/c10 CUDA headers
+    (g++ -c -O0): (returncode, stderr, object path)."""
+    if shutil.which("g++") is None or _nvcc() is None or _cuda_include() is None:
+        pytest.skip("g++ / nvcc / CUDA headers not found")
+    obj = tmp_path_factory.mktemp("glue") / "ops_cuda.o"
     # C10_CUDA_NO_CMAKE_CONFIGURE_FILE: the CPU wheel lacks the generated
     # c10/cuda/impl/cuda_cmake_macros.h (it only defines C10_CUDA_BUILD_SHARED_LIBS, which
     # matters on Windows); a CUDA build of torch ships it.
-    cmd = (["g++", "-fsyntax-only", "-std=c++17", "-DWITH_CUDA",
+    cmd = (["g++", "-c", "-O0", "-fPIC", "-std=c++17", "-DWITH_CUDA",
             "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE"] + _torch_flags()
-           + ["-isystem", _cuda_include(), "-I", "csrc", "csrc/cuda/ops_cuda.cpp"])
+           + ["-isystem", _cuda_include(), "-I", "csrc", "-o", str(obj),
+              "csrc/cuda/ops_cuda.cpp"])
     proc = _run(cmd)
-    assert proc.returncode == 0, f"g++ -fsyntax-only failed:\n{proc.stderr}"
+    return proc.returncode, proc.stderr, obj
+
+
+@requires_gxx
+@requires_cuda_headers
+def test_glue_compiles_with_cuda(glue_object):
+    code, err, obj = glue_object
+    assert code == 0, f"g++ -c -DWITH_CUDA ops_cuda.cpp failed:\n{err}"
+    assert obj.stat().st_size > 0
+
+
+def _symbols(obj, defined: bool) -> set[str]:
+    flag = "--defined-only" if defined else "--undefined-only"
+    proc = _run(["nm", "-C", flag, str(obj)])
+    assert proc.returncode == 0, proc.stderr
+    names = set()
+    for line in proc.stdout.splitlines():
+        parts = line.split(None, 2) if defined else line.split(None, 1)
+        if parts:
+            names.add(parts[-1].strip())
+    return names
+
+
+@requires_gxx
+@requires_cuda_headers
+@pytest.mark.skipif(shutil.which("nm") is None, reason="nm not found")
+def test_glue_links_against_the_kernels(glue_object, cu_objects, tmp_path):
+    """Every lidarcl::cuda launcher the glue calls (the new segment_pool / scatter_pool /
+    id-templated project_pool ones included) is defined by exactly the .cu objects, and the
+    .cu objects link together."""
+    code, err, glue = glue_object
+    assert code == 0, err
+    objects = [obj for rc, _, obj in cu_objects.values()]
+    assert all(rc == 0 for rc, _, _ in cu_objects.values())
+    needed = {name for name in _symbols(glue, defined=False)
+              if name.startswith("lidarcl::cuda::") or "lidarcl::cuda::" in name}
+    for expected in ("segment_pool<float>", "segment_pool<double>", "scatter_pool<float>",
+                     "region_pool_max_atomic<double>", "project_pool_flags<float, short>",
+                     "project_pool_compact<double, unsigned char>",
+                     "project_pool_flags<double, long>", "project_pool_compact<float, int>"):
+        assert any(expected in name for name in needed), (expected, sorted(needed))
+    defined = set().union(*(_symbols(obj, defined=True) for obj in objects))
+    missing = sorted(needed - defined)
+    assert not missing, f"launchers the glue needs but no .cu defines: {missing}"
+    lib = tmp_path / "libkernels.so"
+    proc = _run([_nvcc(), "-shared", "-arch=sm_80", "-o", str(lib)] + [str(o) for o in objects])
+    assert proc.returncode == 0, proc.stderr
+
+
+@requires_gxx
+def test_bindings_syntax_with_cuda():
+    """bindings.cpp as a CUDA build compiles it (-DWITH_CUDA: the CUDA dispatch, the
+    `atomic` arguments of region_pool_forward / project_pool)."""
+    cmd = (["g++", "-fsyntax-only", "-std=c++17", "-DWITH_CUDA", "-DTORCH_EXTENSION_NAME=_C"]
+           + _torch_flags() + ["csrc/bindings.cpp"])
+    proc = _run(cmd)
+    assert proc.returncode == 0, f"g++ -DWITH_CUDA bindings.cpp failed:\n{proc.stderr}"
 
 
 @requires_gxx
@@ -219,14 +307,20 @@ _SHIM = {
     "emu_bind.cpp": """
         #include <torch/extension.h>
         #include "ops.h"
+        namespace py = pybind11;
         PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           m.def("project_points", &lidarcl::project_points_cuda);
           m.def("visibility", &lidarcl::visibility_cuda);
           m.def("gather_forward", &lidarcl::gather_forward_cuda);
           m.def("gather_backward", &lidarcl::gather_backward_cuda);
-          m.def("region_pool_forward", &lidarcl::region_pool_forward_cuda);
+          m.def("region_pool_forward", &lidarcl::region_pool_forward_cuda, py::arg("features"),
+                py::arg("region_ids"), py::arg("num_regions"), py::arg("reduce"),
+                py::arg("atomic") = false);
           m.def("region_pool_backward", &lidarcl::region_pool_backward_cuda);
-          m.def("project_pool", &lidarcl::project_pool_cuda);
+          m.def("project_pool", &lidarcl::project_pool_cuda, py::arg("points"),
+                py::arg("offsets"), py::arg("lidar2img"), py::arg("image_hw"),
+                py::arg("superpixels"), py::arg("num_superpixels"), py::arg("features"),
+                py::arg("min_depth"), py::arg("margin"), py::arg("atomic") = false);
           m.def("serialize", &lidarcl::serialize_cuda);
         }
         """,
@@ -388,6 +482,8 @@ def test_emulated_region_pool(emu, dtype, kind):
         else:
             torch.testing.assert_close(pooled, ref.features.detach(), rtol=1e-5, atol=1e-5)
             assert argmax.numel() == 0
+        cpu = _cpu_kernels().region_pool_forward(feats, ids, regions, code)
+        assert_bits(pooled, cpu[0])  # the deterministic segmented reduction: the CPU's bits
         grad = torch.randn(regions, channels, generator=gen, dtype=torch.float64).to(dtype)
         ref.features.backward(grad)
         got = emu.region_pool_backward(grad, ids, counts, argmax, n, code)
@@ -412,6 +508,206 @@ def test_emulated_project_pool(emu, dtype):
             assert torch.equal(got[2], ref.pair_point)
             assert torch.equal(got[3], ref.pair_region)
             torch.testing.assert_close(got[0], ref.features, rtol=1e-5, atol=1e-5)
+            cpu = _cpu_kernels().project_pool(pts, offsets, l2i, hw, sp, 7, feats, md, mg)
+            for name, a, b in zip(("pooled", "counts", "pair_point", "pair_region"), got, cpu):
+                assert_bits(a, b, name)
+
+
+def _cpu_kernels():
+    from lidarcl.ops._extension import compiled
+    ext = compiled()
+    if ext is None:
+        pytest.skip("lidarcl._C (CPU kernels) not built")
+    return ext
+
+
+def assert_bits(got, expect, name=""):
+    """Same dtype, shape and bits (NaN payloads and the sign of zeros included)."""
+    assert got.dtype == expect.dtype and got.shape == expect.shape, name
+    if got.is_floating_point():
+        width = {torch.float32: torch.int32, torch.float64: torch.int64}[got.dtype]
+        assert torch.equal(got.contiguous().view(width), expect.contiguous().view(width)), name
+    else:
+        assert torch.equal(got, expect), name
+
+
+def _pool_case(gen, dtype, n=600, channels=5, regions=37):
+    """Rows with wide magnitudes (the sums' bits depend on the order), ties, -0 / +0, NaN,
+    inf, rows of no region and regions left empty."""
+    feats = (torch.randn(n, channels, generator=gen, dtype=torch.float64)
+             * torch.logspace(-3, 4, n, dtype=torch.float64)[torch.randperm(n, generator=gen)
+                                                            ][:, None]).to(dtype)
+    feats[::11] = torch.randint(-2, 3, (len(range(0, n, 11)), channels), generator=gen
+                                ).to(dtype)
+    feats[5, 1], feats[6, 2], feats[7, 0] = -0.0, float("nan"), float("-inf")
+    ids = torch.randint(-1, regions - 4, (n,), generator=gen)
+    return feats, ids, regions
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduce", [0, 1, 2], ids=["mean", "max", "sum"])
+def test_emulated_deterministic_pool_is_bit_identical_to_cpu(emu, dtype, reduce):
+    """The default CUDA pooling adds each region's rows in ascending row order from 0, like
+    csrc/cpu/region_pool.cpp: same bits, for the rows in any order (each permutation
+    compared with the CPU kernel on the same permuted input)."""
+    cpu = _cpu_kernels()
+    gen = torch.Generator().manual_seed(11)
+    feats, ids, regions = _pool_case(gen, dtype)
+    for trial in range(4):
+        perm = torch.randperm(len(ids), generator=gen) if trial else torch.arange(len(ids))
+        f, i = feats[perm].contiguous(), ids[perm].contiguous()
+        got = emu.region_pool_forward(f, i, regions, reduce)
+        expect = cpu.region_pool_forward(f, i, regions, reduce)
+        for name, a, b in zip(("pooled", "counts", "argmax"), got, expect):
+            assert_bits(a, b, f"{name}, trial {trial}")
+        again = emu.region_pool_forward(f, i, regions, reduce)
+        for a, b in zip(got, again):
+            assert_bits(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_emulated_atomic_pool_is_opt_in_and_only_without_deterministic_mode(emu, dtype):
+    """atomic=True takes the float-atomic kernels, whose additions follow the (emulated)
+    schedule: close to the CPU but, for float32 sums, not its bits (which shows that the
+    bit-identity checks above would see a change of summation order). Under
+    torch.use_deterministic_algorithms(True) the request is ignored: the CPU's bits again."""
+    cpu = _cpu_kernels()
+    gen = torch.Generator().manual_seed(12)
+    feats = torch.randn(2000, 4, generator=gen, dtype=torch.float64).to(dtype)
+    ids = torch.randint(-1, 9, (2000,), generator=gen)
+    expect = cpu.region_pool_forward(feats, ids, 9, 2)[0]
+    atomic = emu.region_pool_forward(feats, ids, 9, 2, atomic=True)[0]
+    torch.testing.assert_close(atomic, expect, rtol=1e-5, atol=1e-4)
+    if dtype == torch.float32:
+        assert not torch.equal(atomic, expect)
+    for code in (0, 1):
+        a = emu.region_pool_forward(feats, ids, 9, code, atomic=True)
+        b = cpu.region_pool_forward(feats, ids, 9, code)
+        assert torch.equal(a[1], b[1])
+        torch.testing.assert_close(a[0], b[0], rtol=1e-5, atol=1e-5)
+        if code == 1:  # max: integer atomics on ordered keys, exact
+            assert_bits(a[0], b[0])
+            assert torch.equal(a[2], b[2])
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        for code in (0, 2):
+            got = emu.region_pool_forward(feats, ids, 9, code, atomic=True)
+            assert_bits(got[0], cpu.region_pool_forward(feats, ids, 9, code)[0])
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_emulated_pool_empty_inputs(emu, dtype):
+    cpu = _cpu_kernels()
+    long = torch.int64
+    cases = [(torch.zeros(0, 3, dtype=dtype), torch.zeros(0, dtype=long), 4),  # no rows
+             (torch.ones(5, 3, dtype=dtype), torch.full((5,), -1), 4),        # no members
+             (torch.ones(5, 3, dtype=dtype), torch.full((5,), -1), 0),        # no regions
+             (torch.ones(5, 0, dtype=dtype), torch.tensor([0, 1, -1, 1, 0]), 3)]  # no channel
+    for feats, ids, regions in cases:
+        for code in (0, 1, 2):
+            for atomic in (False, True):
+                got = emu.region_pool_forward(feats, ids, regions, code, atomic=atomic)
+                expect = cpu.region_pool_forward(feats, ids, regions, code)
+                for a, b in zip(got, expect):
+                    assert_bits(a, b, (tuple(feats.shape), regions, code, atomic))
+            grad = torch.ones(regions, feats.shape[1], dtype=dtype)
+            got = emu.region_pool_backward(grad, ids, expect[1], expect[2], len(ids), code)
+            assert_bits(got, cpu.region_pool_backward(grad, ids, expect[1], expect[2],
+                                                      len(ids), code))
+
+
+class _EmulatedExtension:
+    """lidarcl._C with region pooling served by the emulated CUDA kernels (CPU tensors)."""
+
+    def __init__(self, emu, cpu):
+        self._emu, self._cpu = emu, cpu
+
+    def __getattr__(self, name):
+        return getattr(self._cpu, name)
+
+    def with_cuda(self):
+        return True
+
+    def region_pool_forward(self, *args, **kwargs):
+        return self._emu.region_pool_forward(*args, **kwargs)
+
+    def region_pool_backward(self, *args):
+        return self._emu.region_pool_backward(*args)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduce", ["mean", "sum", "max"])
+def test_emulated_voxelize_canonical_is_permutation_invariant(emu, monkeypatch, dtype, reduce):
+    """voxelize(canonical=True) with its pooling on the emulated CUDA kernels: the same bits
+    for any permutation of the input points, and the CPU kernels' bits. With
+    canonical=False the order of the points does change the sums (the check is sensitive)."""
+    import lidarcl.ops as ops
+    cpu = _cpu_kernels()
+    gen = torch.Generator().manual_seed(13)
+    n = 3000
+    centres = torch.randn(40, 3, generator=gen, dtype=torch.float64) * 4
+    points = torch.cat([centres[torch.randint(0, 40, (n,), generator=gen)]
+                        + torch.randn(n, 3, generator=gen, dtype=torch.float64) * 0.3,
+                        torch.randn(n, 2, generator=gen, dtype=torch.float64) * 1e3], 1)
+    points = points.to(dtype)
+    offsets = torch.tensor([1800, n])
+    expect = ops.voxelize(points, offsets, 0.5, reduce=reduce)  # CPU kernels
+    monkeypatch.setattr(ops, "compiled", lambda: _EmulatedExtension(emu, cpu))
+    base = ops.voxelize(points, offsets, 0.5, reduce=reduce)
+    assert int(base.counts.max()) > 5 and len(base.counts) > 50
+    assert_bits(base.features, expect.features)
+    assert torch.equal(base.coords, expect.coords)
+    plain_differs = False
+    for _ in range(3):
+        # permute within each sample (offsets unchanged)
+        perm = torch.cat([torch.randperm(1800, generator=gen),
+                          1800 + torch.randperm(n - 1800, generator=gen)])
+        got = ops.voxelize(points[perm], offsets, 0.5, reduce=reduce)
+        assert torch.equal(got.coords, base.coords)
+        assert torch.equal(got.counts, base.counts)
+        assert_bits(got.features, base.features)
+        assert torch.equal(got.point_to_voxel[torch.argsort(perm)], base.point_to_voxel)
+        plain = ops.voxelize(points[perm], offsets, 0.5, reduce=reduce, canonical=False)
+        plain_differs |= not torch.equal(plain.features, base.features)
+    if reduce != "max":
+        assert plain_differs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("id_dtype", [torch.uint8, torch.int16, torch.int32, torch.int64])
+def test_emulated_project_pool_id_dtypes_and_bad_ids(emu, dtype, id_dtype):
+    """Superpixel maps read in their own integer type: the CPU kernel's bits for each id
+    dtype; an invalid id under a projected point raises like the CPU kernel."""
+    cpu = _cpu_kernels()
+    gen = torch.Generator().manual_seed(14)
+    pts, offsets, l2i, hw = _scene(gen, [2000, 1200], 3, dtype)
+    low = 0 if id_dtype == torch.uint8 else -1
+    sp = torch.randint(low, 9, (2, 3, 75, 95), generator=gen).to(id_dtype)
+    feats = torch.randn(pts.shape[0], 6, generator=gen, dtype=torch.float64).to(dtype)
+    got = emu.project_pool(pts, offsets, l2i, hw, sp, 9, feats, 1.0, 1.0)
+    expect = cpu.project_pool(pts, offsets, l2i, hw, sp, 9, feats, 1.0, 1.0)
+    assert got[2].numel() > 300
+    for name, a, b in zip(("pooled", "counts", "pair_point", "pair_region"), got, expect):
+        assert_bits(a, b, name)
+    atomic = emu.project_pool(pts, offsets, l2i, hw, sp, 9, feats, 1.0, 1.0, atomic=True)
+    assert torch.equal(atomic[1], expect[1]) and torch.equal(atomic[3], expect[3])
+    torch.testing.assert_close(atomic[0], expect[0], rtol=1e-5, atol=1e-5)
+    bad_values = [9, 200] + ([] if id_dtype == torch.uint8 else [-2, -7])
+    for bad in bad_values:
+        bad_map = sp.clone()
+        bad_map[:, :, 20:60, 20:80] = bad  # under many projected points
+        with pytest.raises(RuntimeError, match=f"superpixels: id {bad} read under"):
+            emu.project_pool(pts, offsets, l2i, hw, bad_map, 9, feats, 1.0, 1.0)
+        with pytest.raises(RuntimeError, match=f"superpixels: id {bad} read under"):
+            cpu.project_pool(pts, offsets, l2i, hw, bad_map, 9, feats, 1.0, 1.0)
+    # no points, no pairs: zeros and empty pairs
+    none = emu.project_pool(pts[:0], torch.zeros(2, dtype=torch.int64), l2i, hw, sp, 9,
+                            feats[:0], 1.0, 1.0)
+    assert none[0].shape == (2 * 3 * 9, 6) and not none[0].any() and not none[1].any()
+    assert none[2].numel() == 0 and none[3].numel() == 0
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 5, 10, 16])

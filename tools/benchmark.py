@@ -3,9 +3,11 @@
 the same run.
 
     python tools/benchmark.py ops [--threads 1 2] [--device cpu|cuda] [--sweeps 10]
+        [--workload auto|real|synthetic] [--size full|tiny] [--json PATH]
 
 ``ops``: the point-pixel kernels against their pure-PyTorch references and the
-nuscenes-devkit numpy path (see ``benchmarks/ops.py``).
+nuscenes-devkit numpy path, and the pooling kernels deterministic vs atomic (see
+``benchmarks/ops.py``; ``--workload synthetic`` imports only numpy, torch and lidarcl.ops).
 ``backbones``: forward and forward+backward time and peak memory of each backbone
 (``benchmarks/backbones.py``)    python tools/benchmark.py backbones [--threads 1 2]
 ``pretrain``: seconds per pretraining iteration, its data-loading share and peak memory per
@@ -33,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--peak-gbps", type=float, default=None,
                      help="GPU memory bandwidth peak for the %% of peak column")
     ops.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
+    ops.add_argument("--workload", choices=("auto", "real", "synthetic"), default="auto",
+                     help="real: the nuScenes keyframe of --data-root (needs nuscenes-devkit "
+                          "and scikit-image); synthetic: a generated scan of the same size "
+                          "(numpy + torch only, e.g. on a GPU machine); auto: real when "
+                          "the frame is there")
+    ops.add_argument("--size", choices=("full", "tiny"), default="full",
+                     help="synthetic workload size (tiny: a smoke run in seconds)")
+    ops.add_argument("--json", default=None, help="also write the figures to this file")
     bb = sub.add_parser("backbones", help="backbones: forward / backward time, peak memory")
     bb.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     bb.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

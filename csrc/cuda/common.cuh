@@ -145,6 +145,13 @@ __device__ __forceinline__ void atomic_min_nonneg(int64_t* address, int64_t valu
   atomicMin(reinterpret_cast<unsigned long long*>(address),
             static_cast<unsigned long long>(value));
 }
+// Signed int64 maximum / minimum (order-independent: integer atomics are deterministic).
+__device__ __forceinline__ void atomic_max_i64(int64_t* address, int64_t value) {
+  atomicMax(reinterpret_cast<long long*>(address), static_cast<long long>(value));
+}
+__device__ __forceinline__ void atomic_min_i64(int64_t* address, int64_t value) {
+  atomicMin(reinterpret_cast<long long*>(address), static_cast<long long>(value));
+}
 
 // ------------------------------------------------------------ shared kernels
 template <typename K>
@@ -153,7 +160,9 @@ __global__ void fill_kernel(K* __restrict__ out, int64_t n, K value) {
 }
 
 // dst[dst_rows[j], c] += src[src_rows ? src_rows[j] : j, c] for the rows j with
-// dst_rows[j] >= 0 (dst (R, C), src (*, C), rows j in [0, n)).
+// dst_rows[j] >= 0 (dst (R, C), src (*, C), rows j in [0, n)). Float atomics: the order of
+// the additions, and so the last bits of the sums, depend on the schedule. Only the opt-in
+// atomic pooling path uses it (launchers.h: scatter_pool).
 template <typename T>
 __global__ void scatter_add_rows_kernel(const T* __restrict__ src,
                                         const int64_t* __restrict__ src_rows,

@@ -1,5 +1,9 @@
 // CUDA kernels: bilinear gather of feature maps at point-pixel pairs, and its adjoint.
 // Semantics: csrc/ops.h (gather_forward_cpu); launchers: csrc/cuda/launchers.h.
+// The adjoint adds with float atomicAdd (a cell's contributions in schedule order): not
+// deterministic, so its glue (gather_backward_cuda in ops_cuda.cpp) calls
+// at::globalContext().alertNotDeterministic and raises under
+// torch.use_deterministic_algorithms(True). The forward has no atomics.
 #include <cuda_runtime.h>
 
 #include <cstdint>

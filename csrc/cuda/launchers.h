@@ -2,7 +2,8 @@
 //
 // Plain C++ on raw device pointers: no torch headers here or in the .cu files, so that
 // every .cu compiles alone with nvcc; the ATen glue (csrc/cuda/ops_cuda.cpp) allocates the
-// tensors, does the scans (at::cumsum) and calls these. Semantics: csrc/ops.h.
+// tensors, does the scans (at::cumsum), the stable sorts by region (at::sort) and the
+// segment searches (at::searchsorted), and calls these. Semantics: csrc/ops.h.
 //
 // Conventions:
 // * every launcher enqueues its kernels on `stream` and returns the first launch error
@@ -75,7 +76,8 @@ cudaError_t gather_forward(const scalar_t* features, int64_t num_images, int64_t
                            cudaStream_t stream);
 
 // grad_out (M, C) -> grad_features (I, C, H, W), which must be zero-filled by the caller
-// (accumulated with atomicAdd).
+// (accumulated with float atomicAdd: not deterministic; the glue calls
+// alertNotDeterministic, so torch.use_deterministic_algorithms(True) makes it raise).
 template <typename scalar_t>
 cudaError_t gather_backward(const scalar_t* grad_out, const int64_t* image_index,
                             const scalar_t* coords, int64_t num_pairs, int64_t channels,
@@ -83,18 +85,45 @@ cudaError_t gather_backward(const scalar_t* grad_out, const int64_t* image_index
                             scalar_t* grad_features, cudaStream_t stream);
 
 // ---------------------------------------------------------------- region pooling
-// features (N, C), region_ids (N,) in [-1, R). reduce: 0 mean, 1 max, 2 sum.
-// counts (R,) must be zero-filled by the caller; pooled (R, C) too for mean/sum (for max
-// every element is written). For max: argmax (R, C) and a workspace of R * C elements
-// (both overwritten); for mean/sum argmax and workspace are unused (may be null).
+// Deterministic segmented reduction (the default of region_pool and project_pool): the
+// members of region r are members[start[r]] .. members[start[r + 1] - 1], listed in the
+// order in which they are added (the glue sorts them stably by region, so in ascending
+// row order: the CPU kernels' order). Member j reads feature row
+// i = member_row ? member_row[members[j]] : members[j] of features (num_rows, C).
+// One thread per (region, channel) adds its rows one after another, starting from 0, and
+// divides by the count for mean (ops.h): the result is bit-identical to the CPU kernel's
+// and independent of the schedule. reduce: 0 mean, 1 max, 2 sum. Writes every element of
+// pooled (R, C) and counts (R,); for max also argmax (R, C) (-1 and 0 for empty regions;
+// NaN counts as the largest value, the first row at the maximum wins), else argmax may be
+// null.
 template <typename scalar_t>
-cudaError_t region_pool_forward(const scalar_t* features, const int64_t* region_ids,
-                                int64_t num_points, int64_t channels, int64_t num_regions,
-                                int reduce, scalar_t* pooled, int64_t* counts, int64_t* argmax,
-                                scalar_t* workspace, cudaStream_t stream);
+cudaError_t segment_pool(const scalar_t* features, int64_t num_rows, int64_t channels,
+                         const int64_t* members, const int64_t* member_row,
+                         const int64_t* start, int64_t num_regions, int reduce,
+                         scalar_t* pooled, int64_t* counts, int64_t* argmax,
+                         cudaStream_t stream);
 
-// grad_pooled (R, C) -> grad_features (N, C), zero-filled by the caller. counts (R,);
-// argmax (R, C) used for max only (may be null otherwise).
+// Atomic mean / sum (opt-in, not deterministic): entry j in [0, n) adds feature row
+// rows ? rows[j] : j to region region_of[j] (skipped unless in [0, R)) with float atomicAdd.
+// pooled (R, C) and counts (R,) must be zero-filled by the caller.
+template <typename scalar_t>
+cudaError_t scatter_pool(const scalar_t* features, int64_t channels, const int64_t* rows,
+                         const int64_t* region_of, int64_t n, int64_t num_regions, bool mean,
+                         scalar_t* pooled, int64_t* counts, cudaStream_t stream);
+
+// Max with integer atomics on ordered keys (opt-in path; schedule-independent result):
+// features (N, C), region_ids (N,) in [-1, R). counts (R,) must be zero-filled; pooled and
+// argmax (R, C) and a workspace of R * C elements are overwritten.
+template <typename scalar_t>
+cudaError_t region_pool_max_atomic(const scalar_t* features, const int64_t* region_ids,
+                                   int64_t num_points, int64_t channels, int64_t num_regions,
+                                   scalar_t* pooled, int64_t* counts, int64_t* argmax,
+                                   scalar_t* workspace, cudaStream_t stream);
+
+// grad_pooled (R, C) -> grad_features (N, C); every element is written, no atomics.
+// mean / sum: row n of region r gets grad[r] (/ count[r]); max: row n gets grad[r, c] iff
+// argmax[r, c] == n, r = region_ids[n] (the forward's argmax always names a row of its own
+// region). argmax (R, C) used for max only (may be null otherwise).
 template <typename scalar_t>
 cudaError_t region_pool_backward(const scalar_t* grad_pooled, const int64_t* region_ids,
                                  const int64_t* counts, const int64_t* argmax,
@@ -102,27 +131,27 @@ cudaError_t region_pool_backward(const scalar_t* grad_pooled, const int64_t* reg
                                  int reduce, scalar_t* grad_features, cudaStream_t stream);
 
 // ---------------------------------------------------------------- fused project + pool
-// superpixels (B, K, sp_height, sp_width) int64 ids in [-1, S).
-// keep[j] = 1 iff candidate j passes the projection rule and reads a superpixel id s >= 0
-// (ids >= num_superpixels, invalid input, are treated like -1 instead of writing out of
-// bounds).
-template <typename scalar_t>
-cudaError_t project_pool_flags(const ProjectionArgs<scalar_t>& args,
-                               const int64_t* superpixels, int64_t sp_height, int64_t sp_width,
-                               int64_t num_superpixels, uint8_t* keep, cudaStream_t stream);
+// superpixels (B, K, sp_height, sp_width) ids of type id_t (uint8_t, int16_t, int32_t or
+// int64_t), read in that type (no widened copy of the maps).
+// keep[j] = 1 iff candidate j passes the projection rule and reads a superpixel id in
+// [0, S). An id outside [-1, S) under a projected point is invalid input: it is not kept
+// and recorded in bad_ids (2,) int64, which the launcher initialises: bad_ids[0] = the
+// largest id >= S read (INT64_MIN if none), bad_ids[1] = the smallest id < -1 read
+// (INT64_MAX if none); the glue raises on them.
+template <typename scalar_t, typename id_t>
+cudaError_t project_pool_flags(const ProjectionArgs<scalar_t>& args, const id_t* superpixels,
+                               int64_t sp_height, int64_t sp_width, int64_t num_superpixels,
+                               uint8_t* keep, int64_t* bad_ids, cudaStream_t stream);
 
-// Given keep and its inclusive prefix sum `position` (num_pairs = P = position[N*K - 1]):
-// writes pair_point / pair_region (P,) in candidate order, counts (B*K*S,) and the mean
-// pooled (B*K*S, C) of the feature rows (N, C) per region. pooled and counts must be
-// zero-filled by the caller.
-template <typename scalar_t>
-cudaError_t project_pool_finish(const ProjectionArgs<scalar_t>& args,
-                                const int64_t* superpixels, int64_t sp_height,
-                                int64_t sp_width, int64_t num_superpixels, const uint8_t* keep,
-                                const int64_t* position, int64_t num_pairs,
-                                const scalar_t* features, int64_t channels,
-                                int64_t* pair_point, int64_t* pair_region, scalar_t* pooled,
-                                int64_t* counts, cudaStream_t stream);
+// Given keep and its inclusive prefix sum `position`: writes pair_point / pair_region (P,)
+// of the kept candidates in candidate order (sample, camera, point), region
+// (b * K + k) * S + s. The pooling is then segment_pool (default) or scatter_pool.
+template <typename scalar_t, typename id_t>
+cudaError_t project_pool_compact(const ProjectionArgs<scalar_t>& args, const id_t* superpixels,
+                                 int64_t sp_height, int64_t sp_width, int64_t num_superpixels,
+                                 const uint8_t* keep, const int64_t* position,
+                                 int64_t* pair_point, int64_t* pair_region,
+                                 cudaStream_t stream);
 
 // ---------------------------------------------------------------- serialization
 // coords (N, 3) int64 in [0, 2^depth), batch_index (N,) -> keys (N,) int64.

@@ -7,6 +7,17 @@
 // output order (launchers.h); a kernel writes keep[j], at::cumsum gives the output slot of
 // every kept candidate, a second kernel writes the pairs there. No atomics decide an
 // integer output, so the integer outputs equal those of the CPU implementation.
+//
+// Determinism: region_pool and project_pool pool with a segmented reduction by default
+// (rows sorted stably by region with at::sort, segments found with at::searchsorted, one
+// thread per (region, channel) adding in ascending row order: the CPU kernels' bits). Their
+// float-atomic variant runs only when the caller asks for it (`atomic`) AND
+// torch.are_deterministic_algorithms_enabled() is false. Every remaining atomic path calls
+// at::globalContext().alertNotDeterministic: the opt-in atomic pooling (a no-op there, since
+// it is only reached with deterministic algorithms off) and the gather backward (float
+// atomicAdd onto the feature maps), which therefore raises under
+// torch.use_deterministic_algorithms(True). Integer atomics (visibility's depth buffer,
+// counters) give schedule-independent results and raise nothing.
 #ifdef WITH_CUDA
 
 #include <ATen/ATen.h>
@@ -63,6 +74,51 @@ cuda::ProjectionArgs<scalar_t> projection_args(const at::Tensor& points,
 
 at::TensorOptions long_options(const at::Tensor& like) {
   return like.options().dtype(at::kLong);
+}
+
+// Members of each region for cuda::segment_pool: `members` lists the entries sorted stably
+// by their region (so in ascending entry order within a region; entries with a region
+// outside [0, R), e.g. -1, sort outside the segments), `start` (R + 1,) the first member of
+// each region: start[r] = number of entries with a region < r.
+struct Segments {
+  at::Tensor members, start;
+};
+
+Segments segments_of(const at::Tensor& region_of, int64_t num_regions) {
+  auto sorted = at::sort(region_of, /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  const at::Tensor bounds = at::arange(num_regions + 1, long_options(region_of));
+  at::Tensor start = at::searchsorted(std::get<0>(sorted), bounds, /*out_int32=*/false,
+                                      /*right=*/false);
+  return {std::get<1>(sorted).contiguous(), start.contiguous()};
+}
+
+// The float-atomic pooling variant runs only when asked for and deterministic algorithms
+// are off; it then flags itself (a no-op unless that state changes).
+bool atomic_pooling(bool requested, const char* op) {
+  if (!requested || at::globalContext().deterministicAlgorithms()) return false;
+  at::globalContext().alertNotDeterministic(op);
+  return true;
+}
+
+template <typename F>
+void dispatch_superpixel_ids(const at::Tensor& superpixels, const F& f) {
+  switch (superpixels.scalar_type()) {
+    case at::kByte:
+      f(superpixels.data_ptr<uint8_t>());
+      break;
+    case at::kShort:
+      f(superpixels.data_ptr<int16_t>());
+      break;
+    case at::kInt:
+      f(superpixels.data_ptr<int32_t>());
+      break;
+    case at::kLong:
+      f(superpixels.data_ptr<int64_t>());
+      break;
+    default:
+      TORCH_CHECK(false, "project_pool (CUDA): superpixels must be uint8, int16, int32 or "
+                  "int64, got ", superpixels.scalar_type());
+  }
 }
 
 }  // namespace
@@ -163,6 +219,8 @@ at::Tensor gather_forward_cuda(const at::Tensor& features, const at::Tensor& ima
 at::Tensor gather_backward_cuda(const at::Tensor& grad_out, const at::Tensor& image_index,
                                 const at::Tensor& coords, int64_t num_images, int64_t height,
                                 int64_t width) {
+  // float atomicAdd onto the maps: the order of a cell's additions depends on the schedule
+  at::globalContext().alertNotDeterministic("lidarcl gather_pixel_features backward (CUDA)");
   const c10::cuda::CUDAGuard guard(grad_out.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t pairs = image_index.size(0);
@@ -182,29 +240,54 @@ at::Tensor gather_backward_cuda(const at::Tensor& grad_out, const at::Tensor& im
 // ---------------------------------------------------------------- region pooling
 std::vector<at::Tensor> region_pool_forward_cuda(const at::Tensor& features,
                                                  const at::Tensor& region_ids,
-                                                 int64_t num_regions, int64_t reduce) {
+                                                 int64_t num_regions, int64_t reduce,
+                                                 bool atomic) {
   TORCH_CHECK(reduce >= 0 && reduce <= 2, "region_pool_forward (CUDA): reduce must be 0..2");
   const c10::cuda::CUDAGuard guard(features.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t points = features.size(0);
   const int64_t channels = features.size(1);
   const bool is_max = reduce == 1;
-  at::Tensor counts = at::zeros({num_regions}, long_options(features));
-  // max writes every element (features[argmax] or 0); mean/sum accumulate into zeros
-  at::Tensor pooled = is_max ? at::empty({num_regions, channels}, features.options())
-                             : at::zeros({num_regions, channels}, features.options());
   at::Tensor argmax = is_max ? at::empty({num_regions, channels}, long_options(features))
                              : at::empty({0}, long_options(features));
-  if (num_regions == 0) return {pooled, counts, argmax};
+  if (num_regions == 0)
+    return {at::empty({0, channels}, features.options()), at::empty({0}, long_options(features)),
+            argmax};
+  if (atomic_pooling(atomic, "lidarcl region_pool (CUDA, atomic=True)")) {
+    at::Tensor counts = at::zeros({num_regions}, long_options(features));
+    // max writes every element (features[argmax] or 0); mean/sum accumulate into zeros
+    at::Tensor pooled = is_max ? at::empty({num_regions, channels}, features.options())
+                               : at::zeros({num_regions, channels}, features.options());
+    AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "region_pool_forward_cuda", [&] {
+      if (is_max) {
+        at::Tensor workspace = at::empty({num_regions * channels}, features.options());
+        check_launch(cuda::region_pool_max_atomic<scalar_t>(
+                         features.data_ptr<scalar_t>(), region_ids.data_ptr<int64_t>(), points,
+                         channels, num_regions, pooled.data_ptr<scalar_t>(),
+                         counts.data_ptr<int64_t>(), argmax.data_ptr<int64_t>(),
+                         workspace.data_ptr<scalar_t>(), stream),
+                     "region_pool_forward");
+      } else {
+        check_launch(cuda::scatter_pool<scalar_t>(
+                         features.data_ptr<scalar_t>(), channels, nullptr,
+                         region_ids.data_ptr<int64_t>(), points, num_regions, reduce == 0,
+                         pooled.data_ptr<scalar_t>(), counts.data_ptr<int64_t>(), stream),
+                     "region_pool_forward");
+      }
+    });
+    return {pooled, counts, argmax};
+  }
+  // deterministic: segments of the rows sorted stably by region; every output written
+  at::Tensor counts = at::empty({num_regions}, long_options(features));
+  at::Tensor pooled = at::empty({num_regions, channels}, features.options());
+  const Segments seg = segments_of(region_ids, num_regions);
   AT_DISPATCH_FLOATING_TYPES(features.scalar_type(), "region_pool_forward_cuda", [&] {
-    at::Tensor workspace = is_max ? at::empty({num_regions * channels}, features.options())
-                                  : at::Tensor();
-    check_launch(cuda::region_pool_forward<scalar_t>(
-                     features.data_ptr<scalar_t>(), region_ids.data_ptr<int64_t>(), points,
-                     channels, num_regions, static_cast<int>(reduce),
-                     pooled.data_ptr<scalar_t>(), counts.data_ptr<int64_t>(),
-                     is_max ? argmax.data_ptr<int64_t>() : nullptr,
-                     is_max ? workspace.data_ptr<scalar_t>() : nullptr, stream),
+    check_launch(cuda::segment_pool<scalar_t>(
+                     features.data_ptr<scalar_t>(), points, channels,
+                     seg.members.data_ptr<int64_t>(), nullptr, seg.start.data_ptr<int64_t>(),
+                     num_regions, static_cast<int>(reduce), pooled.data_ptr<scalar_t>(),
+                     counts.data_ptr<int64_t>(), is_max ? argmax.data_ptr<int64_t>() : nullptr,
+                     stream),
                  "region_pool_forward");
   });
   return {pooled, counts, argmax};
@@ -239,7 +322,7 @@ std::vector<at::Tensor> project_pool_cuda(const at::Tensor& points, const at::Te
                                           const at::Tensor& image_hw,
                                           const at::Tensor& superpixels,
                                           int64_t num_superpixels, const at::Tensor& features,
-                                          double min_depth, double margin) {
+                                          double min_depth, double margin, bool atomic) {
   const c10::cuda::CUDAGuard guard(points.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t batch = offsets.size(0);
@@ -248,21 +331,29 @@ std::vector<at::Tensor> project_pool_cuda(const at::Tensor& points, const at::Te
   const int64_t sp_height = superpixels.size(2), sp_width = superpixels.size(3);
   const int64_t regions = batch * num_cams * num_superpixels;
   const int64_t candidates = points.size(0) * num_cams;
-  at::Tensor pooled = at::zeros({regions, channels}, features.options());
-  at::Tensor counts = at::zeros({regions}, long_options(points));
   const at::Tensor keep = at::empty({candidates}, points.options().dtype(at::kByte));
   at::Tensor position;
   int64_t pairs = 0;
   if (candidates > 0) {
+    at::Tensor bad = at::empty({2}, long_options(points));
     AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_pool_cuda", [&] {
       const auto args =
           projection_args<scalar_t>(points, offsets, lidar2img, image_hw, min_depth, margin);
-      check_launch(cuda::project_pool_flags<scalar_t>(
-                       args, superpixels.data_ptr<int64_t>(), sp_height, sp_width,
-                       num_superpixels, keep.data_ptr<uint8_t>(), stream),
-                   "project_pool");
+      dispatch_superpixel_ids(superpixels, [&](const auto* ids) {
+        check_launch(cuda::project_pool_flags(args, ids, sp_height, sp_width, num_superpixels,
+                                              keep.data_ptr<uint8_t>(),
+                                              bad.data_ptr<int64_t>(), stream),
+                     "project_pool");
+      });
     });
     std::tie(position, pairs) = scan_keep(keep);
+    // ids are checked where they are read, as on the CPU (csrc/cpu/projection.cpp)
+    const at::Tensor bad_host = bad.cpu();
+    const int64_t above = bad_host[0].item<int64_t>(), below = bad_host[1].item<int64_t>();
+    const int64_t bad_id = above >= num_superpixels ? above : below;
+    TORCH_CHECK(above < num_superpixels && below >= -1, "superpixels: id ", bad_id,
+                " read under a projected point lies outside [-1, num_superpixels=",
+                num_superpixels, ")");
   }
   at::Tensor pair_point = at::empty({pairs}, long_options(points));
   at::Tensor pair_region = at::empty({pairs}, long_options(points));
@@ -270,13 +361,42 @@ std::vector<at::Tensor> project_pool_cuda(const at::Tensor& points, const at::Te
     AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_pool_cuda", [&] {
       const auto args =
           projection_args<scalar_t>(points, offsets, lidar2img, image_hw, min_depth, margin);
-      check_launch(cuda::project_pool_finish<scalar_t>(
-                       args, superpixels.data_ptr<int64_t>(), sp_height, sp_width,
-                       num_superpixels, keep.data_ptr<uint8_t>(),
-                       position.data_ptr<int64_t>(), pairs, features.data_ptr<scalar_t>(),
-                       channels, pair_point.data_ptr<int64_t>(),
-                       pair_region.data_ptr<int64_t>(), pooled.data_ptr<scalar_t>(),
-                       counts.data_ptr<int64_t>(), stream),
+      dispatch_superpixel_ids(superpixels, [&](const auto* ids) {
+        check_launch(cuda::project_pool_compact(args, ids, sp_height, sp_width,
+                                                num_superpixels, keep.data_ptr<uint8_t>(),
+                                                position.data_ptr<int64_t>(),
+                                                pair_point.data_ptr<int64_t>(),
+                                                pair_region.data_ptr<int64_t>(), stream),
+                     "project_pool");
+      });
+    });
+  }
+  if (atomic_pooling(atomic, "lidarcl project_pool (CUDA, atomic=True)")) {
+    at::Tensor pooled = at::zeros({regions, channels}, features.options());
+    at::Tensor counts = at::zeros({regions}, long_options(points));
+    if (pairs > 0) {
+      AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_pool_cuda", [&] {
+        check_launch(cuda::scatter_pool<scalar_t>(
+                         features.data_ptr<scalar_t>(), channels, pair_point.data_ptr<int64_t>(),
+                         pair_region.data_ptr<int64_t>(), pairs, regions, true,
+                         pooled.data_ptr<scalar_t>(), counts.data_ptr<int64_t>(), stream),
+                     "project_pool");
+      });
+    }
+    return {pooled, counts, pair_point, pair_region};
+  }
+  // deterministic: the pairs of each region in pair order (= ascending point order, the
+  // CPU kernel's summation order), one thread per (region, channel)
+  at::Tensor pooled = at::empty({regions, channels}, features.options());
+  at::Tensor counts = at::empty({regions}, long_options(points));
+  if (regions > 0) {
+    const Segments seg = segments_of(pair_region, regions);
+    AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "project_pool_cuda", [&] {
+      check_launch(cuda::segment_pool<scalar_t>(
+                       features.data_ptr<scalar_t>(), features.size(0), channels,
+                       seg.members.data_ptr<int64_t>(), pair_point.data_ptr<int64_t>(),
+                       seg.start.data_ptr<int64_t>(), regions, 0, pooled.data_ptr<scalar_t>(),
+                       counts.data_ptr<int64_t>(), nullptr, stream),
                    "project_pool");
     });
   }

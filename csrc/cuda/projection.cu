@@ -68,33 +68,55 @@ __device__ __forceinline__ bool project(const ProjectionArgs<T>& a, const Candid
          v < sub_rn(height, a.margin);
 }
 
-// Superpixel id under a kept pair ((b, k) map of sp_height x sp_width), -1 for an empty map.
-template <typename T>
-__device__ __forceinline__ int64_t superpixel_at(const int64_t* __restrict__ superpixels,
+// Superpixel id under a kept pair ((b, k) map of sp_height x sp_width), read in the maps'
+// own integer type and widened in a register; -1 for an empty map.
+template <typename T, typename Id>
+__device__ __forceinline__ int64_t superpixel_at(const Id* __restrict__ superpixels,
                                                  int64_t sp_height, int64_t sp_width,
                                                  int64_t image, T u, T v) {
   if (sp_height <= 0 || sp_width <= 0) return -1;
   const int64_t x = pixel_index(u, sp_width);
   const int64_t y = pixel_index(v, sp_height);
-  return superpixels[(image * sp_height + y) * sp_width + x];
+  return static_cast<int64_t>(superpixels[(image * sp_height + y) * sp_width + x]);
 }
 
-// keep[j] for every candidate; superpixels == nullptr: plain projection, else the pair must
-// also read an id in [0, num_superpixels).
+// keep[j] for every candidate of the plain projection.
 template <typename T>
-__global__ void flags_kernel(ProjectionArgs<T> a, const int64_t* __restrict__ superpixels,
-                             int64_t sp_height, int64_t sp_width, int64_t num_superpixels,
-                             int64_t num_candidates, uint8_t* __restrict__ keep) {
+__global__ void flags_kernel(ProjectionArgs<T> a, int64_t num_candidates,
+                             uint8_t* __restrict__ keep) {
   LIDARCL_CUDA_LOOP(j, num_candidates) {
     Candidate c;
     bool kept = false;
     if (decode_candidate(j, a.offsets, a.batch, a.num_cams, c)) {
       T u, v, depth;
       kept = project(a, c, u, v, depth);
-      if (kept && superpixels != nullptr) {
+    }
+    keep[j] = kept ? 1 : 0;
+  }
+}
+
+__global__ void init_bad_ids_kernel(int64_t* __restrict__ bad_ids) {
+  LIDARCL_CUDA_LOOP(i, 2) { bad_ids[i] = i == 0 ? INT64_MIN : INT64_MAX; }
+}
+
+// keep[j] for the fused op: the pair must also read an id in [0, num_superpixels); an id
+// outside [-1, num_superpixels) is recorded in bad_ids (launchers.h) and not kept.
+template <typename T, typename Id>
+__global__ void pool_flags_kernel(ProjectionArgs<T> a, const Id* __restrict__ superpixels,
+                                  int64_t sp_height, int64_t sp_width, int64_t num_superpixels,
+                                  int64_t num_candidates, uint8_t* __restrict__ keep,
+                                  int64_t* __restrict__ bad_ids) {
+  LIDARCL_CUDA_LOOP(j, num_candidates) {
+    Candidate c;
+    bool kept = false;
+    if (decode_candidate(j, a.offsets, a.batch, a.num_cams, c)) {
+      T u, v, depth;
+      if (project(a, c, u, v, depth)) {
         const int64_t s =
             superpixel_at(superpixels, sp_height, sp_width, c.b * a.num_cams + c.k, u, v);
-        kept = s >= 0 && s < num_superpixels;  // ids >= S are rejected upstream
+        kept = s >= 0 && s < num_superpixels;
+        if (s >= num_superpixels) atomic_max_i64(bad_ids, s);
+        if (s < -1) atomic_min_i64(bad_ids + 1, s);
       }
     }
     keep[j] = kept ? 1 : 0;
@@ -124,15 +146,14 @@ __global__ void compact_kernel(ProjectionArgs<T> a, int64_t num_candidates,
   }
 }
 
-template <typename T>
-__global__ void pool_compact_kernel(ProjectionArgs<T> a, const int64_t* __restrict__ superpixels,
+template <typename T, typename Id>
+__global__ void pool_compact_kernel(ProjectionArgs<T> a, const Id* __restrict__ superpixels,
                                     int64_t sp_height, int64_t sp_width,
                                     int64_t num_superpixels, int64_t num_candidates,
                                     const uint8_t* __restrict__ keep,
                                     const int64_t* __restrict__ position,
                                     int64_t* __restrict__ pair_point,
-                                    int64_t* __restrict__ pair_region,
-                                    int64_t* __restrict__ counts) {
+                                    int64_t* __restrict__ pair_region) {
   LIDARCL_CUDA_LOOP(j, num_candidates) {
     if (!keep[j]) continue;
     Candidate c;
@@ -142,10 +163,8 @@ __global__ void pool_compact_kernel(ProjectionArgs<T> a, const int64_t* __restri
     const int64_t image = c.b * a.num_cams + c.k;
     const int64_t s = superpixel_at(superpixels, sp_height, sp_width, image, u, v);
     const int64_t p = position[j] - 1;
-    const int64_t region = image * num_superpixels + s;
     pair_point[p] = c.i;
-    pair_region[p] = region;
-    atomic_increment(counts + region);
+    pair_region[p] = image * num_superpixels + s;
   }
 }
 
@@ -217,9 +236,7 @@ template <typename scalar_t>
 cudaError_t project_points_flags(const ProjectionArgs<scalar_t>& args, uint8_t* keep,
                                  cudaStream_t stream) {
   const int64_t candidates = args.num_points * args.num_cams;
-  LIDARCL_CUDA_LAUNCH(flags_kernel<scalar_t>, candidates, stream, args,
-                      static_cast<const int64_t*>(nullptr), int64_t(0), int64_t(0), int64_t(0),
-                      candidates, keep);
+  LIDARCL_CUDA_LAUNCH(flags_kernel<scalar_t>, candidates, stream, args, candidates, keep);
   return cudaSuccess;
 }
 
@@ -254,37 +271,39 @@ cudaError_t visibility(const scalar_t* uv, const scalar_t* depth, const int64_t*
   return cudaSuccess;
 }
 
-template <typename scalar_t>
-cudaError_t project_pool_flags(const ProjectionArgs<scalar_t>& args,
-                               const int64_t* superpixels, int64_t sp_height, int64_t sp_width,
-                               int64_t num_superpixels, uint8_t* keep, cudaStream_t stream) {
+template <typename scalar_t, typename id_t>
+cudaError_t project_pool_flags(const ProjectionArgs<scalar_t>& args, const id_t* superpixels,
+                               int64_t sp_height, int64_t sp_width, int64_t num_superpixels,
+                               uint8_t* keep, int64_t* bad_ids, cudaStream_t stream) {
   const int64_t candidates = args.num_points * args.num_cams;
-  LIDARCL_CUDA_LAUNCH(flags_kernel<scalar_t>, candidates, stream, args, superpixels, sp_height,
-                      sp_width, num_superpixels, candidates, keep);
+  LIDARCL_CUDA_LAUNCH(init_bad_ids_kernel, 2, stream, bad_ids);
+  LIDARCL_CUDA_LAUNCH((pool_flags_kernel<scalar_t, id_t>), candidates, stream, args,
+                      superpixels, sp_height, sp_width, num_superpixels, candidates, keep,
+                      bad_ids);
   return cudaSuccess;
 }
 
-template <typename scalar_t>
-cudaError_t project_pool_finish(const ProjectionArgs<scalar_t>& args,
-                                const int64_t* superpixels, int64_t sp_height,
-                                int64_t sp_width, int64_t num_superpixels, const uint8_t* keep,
-                                const int64_t* position, int64_t num_pairs,
-                                const scalar_t* features, int64_t channels,
-                                int64_t* pair_point, int64_t* pair_region, scalar_t* pooled,
-                                int64_t* counts, cudaStream_t stream) {
+template <typename scalar_t, typename id_t>
+cudaError_t project_pool_compact(const ProjectionArgs<scalar_t>& args, const id_t* superpixels,
+                                 int64_t sp_height, int64_t sp_width, int64_t num_superpixels,
+                                 const uint8_t* keep, const int64_t* position,
+                                 int64_t* pair_point, int64_t* pair_region,
+                                 cudaStream_t stream) {
   const int64_t candidates = args.num_points * args.num_cams;
-  const int64_t regions = args.batch * args.num_cams * num_superpixels;
-  LIDARCL_CUDA_LAUNCH(pool_compact_kernel<scalar_t>, candidates, stream, args, superpixels,
-                      sp_height, sp_width, num_superpixels, candidates, keep, position,
-                      pair_point, pair_region, counts);
-  LIDARCL_CUDA_LAUNCH(scatter_add_rows_kernel<scalar_t>, num_pairs * channels, stream, features,
-                      static_cast<const int64_t*>(pair_point),
-                      static_cast<const int64_t*>(pair_region), num_pairs, channels, regions,
-                      pooled);
-  LIDARCL_CUDA_LAUNCH(mean_divide_kernel<scalar_t>, regions * channels, stream, pooled, counts,
-                      regions, channels);
+  LIDARCL_CUDA_LAUNCH((pool_compact_kernel<scalar_t, id_t>), candidates, stream, args,
+                      superpixels, sp_height, sp_width, num_superpixels, candidates, keep,
+                      position, pair_point, pair_region);
   return cudaSuccess;
 }
+
+#define LIDARCL_INSTANTIATE_POOL(T, Id)                                                       \
+  template cudaError_t project_pool_flags<T, Id>(const ProjectionArgs<T>&, const Id*, int64_t, \
+                                                 int64_t, int64_t, uint8_t*, int64_t*,         \
+                                                 cudaStream_t);                                \
+  template cudaError_t project_pool_compact<T, Id>(const ProjectionArgs<T>&, const Id*,        \
+                                                   int64_t, int64_t, int64_t, const uint8_t*,  \
+                                                   const int64_t*, int64_t*, int64_t*,         \
+                                                   cudaStream_t);
 
 #define LIDARCL_INSTANTIATE(T)                                                                \
   template cudaError_t project_points_flags<T>(const ProjectionArgs<T>&, uint8_t*,            \
@@ -295,17 +314,15 @@ cudaError_t project_pool_finish(const ProjectionArgs<scalar_t>& args,
   template cudaError_t visibility<T>(const T*, const T*, const int64_t*, int64_t,             \
                                      const int64_t*, const int64_t*, int64_t, T*, int64_t,    \
                                      int64_t, T, T, bool*, cudaStream_t);                     \
-  template cudaError_t project_pool_flags<T>(const ProjectionArgs<T>&, const int64_t*,        \
-                                             int64_t, int64_t, int64_t, uint8_t*,             \
-                                             cudaStream_t);                                   \
-  template cudaError_t project_pool_finish<T>(const ProjectionArgs<T>&, const int64_t*,       \
-                                              int64_t, int64_t, int64_t, const uint8_t*,      \
-                                              const int64_t*, int64_t, const T*, int64_t,     \
-                                              int64_t*, int64_t*, T*, int64_t*, cudaStream_t);
+  LIDARCL_INSTANTIATE_POOL(T, uint8_t)                                                        \
+  LIDARCL_INSTANTIATE_POOL(T, int16_t)                                                        \
+  LIDARCL_INSTANTIATE_POOL(T, int32_t)                                                        \
+  LIDARCL_INSTANTIATE_POOL(T, int64_t)
 
 LIDARCL_INSTANTIATE(float)
 LIDARCL_INSTANTIATE(double)
 #undef LIDARCL_INSTANTIATE
+#undef LIDARCL_INSTANTIATE_POOL
 
 }  // namespace cuda
 }  // namespace lidarcl

@@ -9,8 +9,19 @@ Without a kernel for that device (extension not built, or a CUDA tensor and a CP
 build, or half precision) it runs the pure-PyTorch reference of the same name with
 ``_reference`` appended, after a one-time ``RuntimeWarning``. Kernels and references are
 tested against each other (``tests/test_ops_kernels.py``).
+
+Determinism: every forward op gives the same bits on the CPU and on CUDA, run after run
+(``region_pool`` / ``project_pool`` add each region's rows in ascending row order on both
+devices). On CUDA, :func:`atomic_pooling` opts in to float-atomic mean / sum pooling
+(schedule-dependent last bits; honoured only while
+``torch.are_deterministic_algorithms_enabled()`` is false). The CUDA backward of
+``gather_pixel_features`` adds with float atomics and raises under
+``torch.use_deterministic_algorithms(True)``.
 """
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import torch
 
@@ -49,6 +60,28 @@ def _kernels_for(op: str, device: torch.device, dtype: torch.dtype | None = None
 
 def _wants_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+_ATOMIC_POOLING = contextvars.ContextVar("lidarcl_atomic_pooling", default=False)
+
+
+@contextlib.contextmanager
+def atomic_pooling(enabled: bool = True):
+    """Within the block, CUDA ``region_pool`` / ``project_pool`` (mean, sum) may add with
+    float atomics instead of the default deterministic segmented reduction: possibly faster
+    with few, large regions, but the last bits of the sums then depend on the thread
+    schedule (``max`` uses integer atomics and stays exact). Honoured only while
+    ``torch.are_deterministic_algorithms_enabled()`` is false; no effect on the CPU or on
+    ``voxelize(canonical=True)``, whose contract is bit-identical results."""
+    token = _ATOMIC_POOLING.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _ATOMIC_POOLING.reset(token)
+
+
+def _atomic_requested(device: torch.device) -> bool:
+    return device.type == "cuda" and _ATOMIC_POOLING.get()
 
 
 # ------------------------------------------------------------------ projection
@@ -151,9 +184,10 @@ def gather_pixel_features(features, image_index, uv, stride=1) -> torch.Tensor:
 # ------------------------------------------------------------------ region pooling
 class _RegionPool(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, features, region_ids, num_regions, reduce_code):
+    def forward(ctx, features, region_ids, num_regions, reduce_code, atomic=False):
         pooled, counts, argmax = compiled().region_pool_forward(features, region_ids,
-                                                                num_regions, reduce_code)
+                                                                num_regions, reduce_code,
+                                                                atomic)
         ctx.save_for_backward(region_ids, counts, argmax)
         ctx.reduce_code = reduce_code
         ctx.num_points = features.shape[0]
@@ -167,7 +201,7 @@ class _RegionPool(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad = compiled().region_pool_backward(grad_pooled.contiguous(), region_ids, counts,
                                                    argmax, ctx.num_points, ctx.reduce_code)
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 def region_pool(features, region_ids, num_regions: int, reduce: str = "mean"
@@ -181,17 +215,18 @@ def region_pool(features, region_ids, num_regions: int, reduce: str = "mean"
         return region_pool_reference(features, region_ids, num_regions, reduce)
     pooled, counts = _RegionPool.apply(features.contiguous(),
                                        region_ids.to(torch.int64).contiguous(),
-                                       int(num_regions), reduce_code)
+                                       int(num_regions), reduce_code,
+                                       _atomic_requested(features.device))
     return RegionPoolResult(pooled, counts)
 
 
 class _ProjectPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features, points, offsets, lidar2img, image_hw, superpixels,
-                num_superpixels, min_depth, margin):
+                num_superpixels, min_depth, margin, atomic=False):
         pooled, counts, pair_point, pair_region = compiled().project_pool(
             points, offsets, lidar2img, image_hw, superpixels, num_superpixels,
-            features.to(points.dtype), min_depth, margin)
+            features.to(points.dtype), min_depth, margin, atomic)
         ctx.save_for_backward(counts, pair_point, pair_region)
         ctx.feature_shape = features.shape
         ctx.mark_non_differentiable(counts, pair_point, pair_region)
@@ -202,11 +237,13 @@ class _ProjectPool(torch.autograd.Function):
         counts, pair_point, pair_region = ctx.saved_tensors
         grad = None
         if ctx.needs_input_grad[0]:
-            # adjoint of the mean: each pair sends grad[region] / count[region] to its point
+            # adjoint of the mean: each pair sends grad[region] / count[region] to its point,
+            # summed per point in pair order by the (deterministic) sum-pooling kernel rather
+            # than index_add_, whose CUDA version adds with float atomics
             share = grad_pooled / counts.clamp(min=1).to(grad_pooled.dtype)[:, None]
-            grad = grad_pooled.new_zeros(ctx.feature_shape).index_add_(
-                0, pair_point, share[pair_region])
-        return (grad,) + (None,) * 8
+            grad = compiled().region_pool_forward(share[pair_region].contiguous(), pair_point,
+                                                  ctx.feature_shape[0], 2)[0]
+        return (grad,) + (None,) * 9
 
 
 def project_pool(points, offsets, lidar2img, image_hw, superpixels, num_superpixels: int,
@@ -215,9 +252,11 @@ def project_pool(points, offsets, lidar2img, image_hw, superpixels, num_superpix
     (SLidR's point-side pooling); differentiable with respect to ``features``
     (see :func:`lidarcl.ops.pooling.project_pool_reference`)."""
     ext = _kernels_for("project_pool", points.device, features.dtype)
+    # the kernels (CPU and CUDA) read the maps in their own integer type and raise on an
+    # invalid id they read: no pass over the whole maps, no widened copy
     offsets, image_hw, superpixels = validate_project_pool_args(
         points, offsets, lidar2img, image_hw, superpixels, num_superpixels, features,
-        min_depth, margin, check_ids=ext is None or points.device.type != "cpu")
+        min_depth, margin, check_ids=ext is None)
     if ext is None:
         return project_pool_reference(points, offsets, lidar2img, image_hw, superpixels,
                                       num_superpixels, features, min_depth, margin)
@@ -237,7 +276,8 @@ def project_pool(points, offsets, lidar2img, image_hw, superpixels, num_superpix
     out = _ProjectPool.apply(features.contiguous(), points.to(dtype).contiguous(),
                              offsets.contiguous(), lidar2img.to(dtype).contiguous(),
                              image_hw.to(dtype).contiguous(), superpixels.contiguous(),
-                             num_superpixels, float(min_depth), float(margin))
+                             num_superpixels, float(min_depth), float(margin),
+                             _atomic_requested(points.device))
     return ProjectPoolResult(*out)
 
 
@@ -257,7 +297,7 @@ __all__ = [
     "ProjectionResult", "BatchedProjectionResult", "RegionPoolResult", "ProjectPoolResult",
     "REDUCTIONS", "SERIALIZATION_ORDERS",
     "project_points", "project_points_batched", "visibility", "gather_pixel_features",
-    "region_pool", "project_pool", "serialize",
+    "region_pool", "project_pool", "serialize", "atomic_pooling",
     "project_points_reference", "project_points_batched_reference", "visibility_reference",
     "gather_pixel_features_reference", "region_pool_reference", "project_pool_reference",
     "serialize_reference", "VoxelizedBatch", "VOXEL_MODES", "voxelize",

@@ -104,8 +104,11 @@ def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_rang
         canonical: pool each voxel's points in an order set by their feature values, so
             that the result is bit-identical under any permutation of the input points
             (``C + 2`` stable sorts of the ``N`` points); ``False`` pools in input order.
+            Holds on CUDA too: the pooling kernels add each voxel's rows in ascending row
+            order on both devices (same bits as the CPU), and canonical pooling ignores
+            :func:`lidarcl.ops.atomic_pooling`.
     """
-    from lidarcl.ops import region_pool
+    from lidarcl.ops import atomic_pooling, region_pool
 
     _check_points(points)
     offsets = _check_offsets(offsets, points.shape[0], points.device)
@@ -184,7 +187,8 @@ def voxelize(points: torch.Tensor, offsets: torch.Tensor, voxel_size, point_rang
         for column in range(features.shape[1] - 1, -1, -1):
             order = order[torch.sort(features[order, column].detach(), stable=True).indices]
         order = order[torch.sort(point_to_voxel[order], stable=True).indices]
-        pooled = region_pool(features[order], point_to_voxel[order], num_voxels, reduce)
+        with atomic_pooling(False):  # the contract needs the deterministic kernels
+            pooled = region_pool(features[order], point_to_voxel[order], num_voxels, reduce)
     else:
         pooled = region_pool(features, point_to_voxel, num_voxels, reduce)
     x = unique_keys % g0
