@@ -32,7 +32,8 @@ def _child(args: list[str]) -> None:
     import torch
 
     from benchmarks.ops import accumulate_sweeps
-    from lidarcl.registry import MODELS, register_all_modules
+    from lidarcl.registry import MODELS
+    from lidarcl.utils.setup_env import register_all_modules
 
     name, sweeps, threads, device, data_root = args[0], int(args[1]), int(args[2]), args[3], \
         Path(args[4])

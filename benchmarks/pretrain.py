@@ -48,7 +48,8 @@ def _child(args: list[str]) -> None:
     from mmengine.optim import build_optim_wrapper
 
     from lidarcl.datasets.collate import collate_samples
-    from lidarcl.registry import DATASETS, MODELS, register_all_modules
+    from lidarcl.registry import DATASETS, MODELS
+    from lidarcl.utils.setup_env import register_all_modules
 
     method, backbone, threads, device, iters = args[0], args[1], int(args[2]), args[3], \
         int(args[4])

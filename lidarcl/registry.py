@@ -2,7 +2,8 @@
 
 This module imports nothing of lidarcl itself, so every other module can import it
 without creating an import circle. Components register themselves when their module is
-imported; :func:`register_all_modules` imports every module that registers something.
+imported; :func:`lidarcl.utils.setup_env.register_all_modules` imports every module that
+registers something (tools and the engine call it before building from a config).
 """
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -45,21 +46,3 @@ HOOKS = _CHILDREN["HOOKS"]
 LOOPS = _CHILDREN["LOOPS"]
 MODEL_WRAPPERS = _CHILDREN["MODEL_WRAPPERS"]
 
-
-def register_all_modules(init_default_scope: bool = True) -> None:
-    """Import every lidarcl module that registers components.
-
-    Args:
-        init_default_scope: also make ``lidarcl`` mmengine's default scope, so that
-            configs can name components without a ``lidarcl.`` prefix.
-    """
-    import lidarcl.datasets  # noqa: F401  (registers datasets and transforms)
-    import lidarcl.models  # noqa: F401  (registers backbones, losses and pretrainers)
-    import lidarcl.engine  # noqa: F401  (registers the hooks)
-
-    if init_default_scope:
-        from mmengine.registry import DefaultScope
-
-        if DefaultScope.get_current_instance() is None or \
-                DefaultScope.get_current_instance().scope_name != "lidarcl":
-            DefaultScope.get_instance(f"lidarcl-{id(DATASETS)}", scope_name="lidarcl")

@@ -216,7 +216,8 @@ def save_dataset_views(dataset: str, info_path: str, data_root: str, indices, ou
 
     The canvas size and every index are checked (ValueError) before anything is drawn, so
     that a bad argument neither allocates GiBs nor leaves half the pictures behind."""
-    from lidarcl.registry import DATASETS, register_all_modules
+    from lidarcl.registry import DATASETS
+    from lidarcl.utils.setup_env import register_all_modules
 
     bev_range = bev_range or DEFAULT_BEV_RANGES[dataset]
     bev_canvas_shape(bev_range, resolution)

@@ -4,25 +4,19 @@ independence, state_dict round trip. Inputs stay at a few thousand voxels (spcon
 convolutions are slow)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from lidarcl.models.backbones import MinkUNet18, MinkUNet34
+from conftest import REAL_DATA
 from lidarcl.registry import MODELS
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real/nuscenes"
 
 
 @pytest.fixture(scope="module")
 def real_points():
-    if not (REAL / "frame.json").is_file():
-        pytest.skip("real nuScenes frame not found")
-    frame = json.loads((REAL / "frame.json").read_text())
-    pts = np.fromfile(REAL / frame["lidar_file"], dtype=np.float32).reshape(-1, 5)
+    path = REAL_DATA.nuscenes_lidar_file()  # a keyframe of any nuScenes copy (conftest)
+    pts = np.fromfile(path, dtype=np.float32).reshape(-1, 5)
     near = np.linalg.norm(pts[:, :2], axis=1) < 20  # a few thousand voxels at 0.4 m
     return torch.from_numpy(pts[near].copy())
 

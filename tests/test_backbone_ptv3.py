@@ -5,9 +5,6 @@ Pointcept's PTv3-base layer plan worked out by hand, and the backbone contract (
 gradients, order invariance, sample independence, determinism, state_dict)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,9 +12,8 @@ import torch
 from lidarcl.models.backbones import PointTransformerV3
 from lidarcl.models.backbones import ptv3
 from lidarcl.models.backbones.ptv3 import SerializedAttention, build_patches
+from conftest import REAL_DATA
 from lidarcl.registry import MODELS
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real/nuscenes"
 
 # a small PTv3 (3 stages, patches of 64) so that several patches, padding and masking all
 # occur on a few thousand voxels
@@ -234,10 +230,8 @@ def test_parameter_count_matches_the_ptv3_base_layer_plan():
 
 @pytest.fixture(scope="module")
 def real_points():
-    if not (REAL / "frame.json").is_file():
-        pytest.skip("real nuScenes frame not found")
-    frame = json.loads((REAL / "frame.json").read_text())
-    pts = np.fromfile(REAL / frame["lidar_file"], dtype=np.float32).reshape(-1, 5)
+    path = REAL_DATA.nuscenes_lidar_file()  # a keyframe of any nuScenes copy (conftest)
+    pts = np.fromfile(path, dtype=np.float32).reshape(-1, 5)
     near = np.linalg.norm(pts[:, :2], axis=1) < 20
     return torch.from_numpy(pts[near].copy())
 

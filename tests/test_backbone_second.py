@@ -3,17 +3,13 @@ setting on the real frame, BEV shape, gradients, parameter counts against the la
 of OpenPCDet's spconv_backbone.py worked out by hand, sample independence."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from lidarcl.models.backbones import VoxelBackBone8x, VoxelResBackBone8x
+from conftest import REAL_DATA
 from lidarcl.registry import MODELS
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real/nuscenes"
 
 
 def conv(k3, cin, cout, bias=False):  # weights (+ bias) of a conv with k3 kernel taps
@@ -50,11 +46,8 @@ def test_parameter_counts_match_the_reference_layer_plan():
 
 @pytest.mark.parametrize("name", ["VoxelBackBone8x", "VoxelResBackBone8x"])
 def test_real_frame_nuscenes_setting(name):
-    if not (REAL / "frame.json").is_file():
-        pytest.skip("real nuScenes frame not found")
-    frame = json.loads((REAL / "frame.json").read_text())
-    pts = torch.from_numpy(np.fromfile(REAL / frame["lidar_file"], dtype=np.float32)
-                           .reshape(-1, 5).copy())
+    path = REAL_DATA.nuscenes_lidar_file()  # a keyframe of any nuScenes copy (conftest)
+    pts = torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(-1, 5).copy())
     torch.manual_seed(0)
     model = MODELS.build(dict(type=name, in_channels=4))  # range +-54 m, 0.075 / 0.2 m
     assert model.grid_shape() == (41, 1440, 1440)

@@ -27,7 +27,8 @@ from lidarcl.engine.checkpoint import (AtomicLocalBackend, checkpoint_problem,
                                        export_backbone, find_resume_checkpoint,
                                        install_atomic_checkpoints)
 from lidarcl.errors import DataError
-from lidarcl.registry import HOOKS, register_all_modules
+from lidarcl.registry import HOOKS
+from lidarcl.utils.setup_env import register_all_modules
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/pretrain/pointcontrast_voxelbackbone8x_synth.py"

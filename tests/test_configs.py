@@ -7,12 +7,12 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from lidarcl.registry import DATASETS, TRANSFORMS, register_all_modules
+from conftest import REAL_DATA
+from lidarcl.registry import DATASETS, TRANSFORMS
+from lidarcl.utils.setup_env import register_all_modules
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.py"))
-REAL = REPO.parent / "shared" / "data" / "real"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real frames not found at {REAL}")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,14 +74,15 @@ def _loader(cfg_name, data_root, ann_file, **dataset_overrides):
     return cfg, Runner.build_dataloader(loader, seed=0)
 
 
-@needs_real
+@REAL_DATA.needs_kitti(shipped=True)
 def test_kitti_config_yields_batches_of_the_real_frame(tmp_path):
     from lidarcl.datasets.kitti_converter import create_kitti_infos
 
-    create_kitti_infos(REAL / "kitti", tmp_path)
-    cfg, loader = _loader("kitti.py", REAL / "kitti", tmp_path / "kitti_infos_train.json")
+    kitti = REAL_DATA.kitti_root
+    create_kitti_infos(kitti, tmp_path)
+    cfg, loader = _loader("kitti.py", kitti, tmp_path / "kitti_infos_train.json")
     batch = next(iter(loader))
-    raw = np.fromfile(REAL / "kitti/training/velodyne/000008.bin", np.float32).reshape(-1, 4)
+    raw = np.fromfile(kitti / "training/velodyne/000008.bin", np.float32).reshape(-1, 4)
     points, offsets = batch["points"], batch["offsets"]
     assert points.dtype == torch.float32 and points.shape[1] == 4
     assert offsets.tolist() == [len(points)]
@@ -94,12 +95,13 @@ def test_kitti_config_yields_batches_of_the_real_frame(tmp_path):
     assert 1 <= len(batch["gt_boxes"][0]) <= 6
 
 
-@needs_real
+@REAL_DATA.needs_nuscenes(shipped=True)
 def test_nuscenes_config_yields_batches_of_the_real_frame(tmp_path):
     from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
 
-    create_nuscenes_infos(REAL / "nuscenes", "v1.0-mini", tmp_path)
-    cfg, loader = _loader("nuscenes.py", REAL / "nuscenes", tmp_path / "nuscenes_infos_train.json",
+    nus = REAL_DATA.nuscenes_root
+    create_nuscenes_infos(nus, REAL_DATA.nuscenes_version, tmp_path)
+    cfg, loader = _loader("nuscenes.py", nus, tmp_path / "nuscenes_infos_train.json",
                           pipeline=Config.fromfile(str(REPO / "configs/_base_/datasets/nuscenes.py")
                                                    ).test_pipeline)
     batch = next(iter(loader))
@@ -155,9 +157,8 @@ def test_generated_set_goes_through_create_data_and_config_into_batches(syntheti
     assert seen == len(nusc.sample) == 20
 
 
-@needs_real
 def test_folder_config_yields_batches_of_scans(tmp_path):
-    raw = np.fromfile(REAL / "kitti/training/velodyne/000008.bin", np.float32).reshape(-1, 4)
+    raw = np.fromfile(REAL_DATA.kitti_file("velodyne", ".bin"), np.float32).reshape(-1, 4)
     # within 45 m: in the config's +-51.2 m range under any rotation and a scale <= 1.05
     raw = raw[np.hypot(raw[:, 0], raw[:, 1]) < 45.0]
     raw[:5000].tofile(tmp_path / "a.bin")

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REAL_DATA
 from lidarcl.datasets.io import MAX_ABS_COORDINATE, load_image, load_points
 from lidarcl.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared/data/real"
 TRIALS = 24
 
 
@@ -69,10 +69,8 @@ def _plausible(points: np.ndarray, columns: int | None = None) -> None:
 
 
 def _kitti_points() -> np.ndarray:
-    files = sorted((REAL / "kitti/training/velodyne").glob("*.bin"))
-    if not files:
-        pytest.skip("real KITTI frame not found")
-    return np.fromfile(files[0], np.float32).reshape(-1, 4)[:3000]
+    path = REAL_DATA.kitti_file("velodyne", ".bin")  # any KITTI copy (conftest)
+    return np.fromfile(path, np.float32).reshape(-1, 4)[:3000]
 
 
 # ------------------------------------------------------------------------ point files
@@ -105,10 +103,9 @@ def test_fuzz_pcd_point_files(tmp_path, kind):
 def kitti_index(tmp_path_factory):
     from lidarcl.datasets.kitti_converter import create_kitti_infos
 
-    if not (REAL / "kitti/ImageSets").is_dir():
-        pytest.skip("real KITTI frame not found")
+    kitti = REAL_DATA.require_kitti(shipped=True)  # every fuzzed index reads each sample
     out = tmp_path_factory.mktemp("kitti_index")
-    path = Path(create_kitti_infos(REAL / "kitti", out)[0])
+    path = Path(create_kitti_infos(kitti, out)[0])
     return path
 
 
@@ -116,11 +113,12 @@ def test_fuzz_info_index(kitti_index, tmp_path):
     from lidarcl.datasets.kitti_dataset import KittiDataset
 
     def check(path):
-        ds = KittiDataset(ann_file=str(path), data_root=str(REAL / "kitti"), test_mode=True)
+        ds = KittiDataset(ann_file=str(path), data_root=str(REAL_DATA.kitti_root),
+                          test_mode=True)
         for i in range(len(ds)):
             sample = ds.get_data_info(i)
             assert Path(sample["lidar_path"]).resolve().is_relative_to(
-                (REAL / "kitti").resolve())
+                REAL_DATA.kitti_root.resolve())
 
     fuzz(tmp_path / "kitti_infos_train.json", kitti_index.read_bytes(), 4, check)
 
@@ -128,9 +126,8 @@ def test_fuzz_info_index(kitti_index, tmp_path):
 # --------------------------------------------------------------------- nuScenes tables
 @pytest.fixture(scope="module")
 def nuscenes_copy(tmp_path_factory):
-    source = REAL / "nuscenes"
-    if not (source / "v1.0-mini").is_dir():
-        pytest.skip("real nuScenes frame not found")
+    # each of 13 tables x 24 mutations converts the copy: the one-keyframe tables only
+    source = REAL_DATA.require_nuscenes(shipped=True)
     root = tmp_path_factory.mktemp("nuscenes_root")
     for entry in source.iterdir():
         if entry.name != "v1.0-mini":
@@ -160,10 +157,7 @@ def test_fuzz_nuscenes_tables(nuscenes_copy, tmp_path, table):
 
 # --------------------------------------------------------- calibration and labels
 def _kitti_file(sub: str, suffix: str) -> Path:
-    files = sorted((REAL / "kitti/training" / sub).glob(f"*{suffix}"))
-    if not files:
-        pytest.skip(f"real KITTI {sub} not found")
-    return files[0]
+    return REAL_DATA.kitti_file(sub, suffix)  # any KITTI copy (conftest)
 
 
 def test_fuzz_kitti_calibration(tmp_path):

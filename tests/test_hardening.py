@@ -16,20 +16,10 @@ import torch
 
 from lidarcl.datasets.info_format import read_info_index, write_info_index
 from lidarcl.datasets.io import MAX_ABS_COORDINATE, load_points
+from conftest import REAL_DATA
 from lidarcl.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared/data/real"
-NUS_BIN = REAL / "nuscenes/samples/LIDAR_TOP"
-KITTI_BIN = REAL / "kitti/training/velodyne"
 EYE = np.eye(4).tolist()
-
-
-def _real_bin(folder: Path) -> Path:
-    files = sorted(folder.glob("*.bin"))
-    if not files:
-        pytest.skip(f"real point file not found under {folder}")
-    return files[0]
 
 
 def _scan(n=200, seed=0) -> np.ndarray:
@@ -228,7 +218,7 @@ def test_float64_bin_is_refused_with_the_likely_layout(tmp_path):
 
 def test_wrong_column_count_on_the_real_nuscenes_file_is_refused(tmp_path):
     """The real keyframe has 5 columns; read as 4 (its size allows it) it is garbage."""
-    source = _real_bin(NUS_BIN)
+    source = REAL_DATA.nuscenes_lidar_file(shipped_scan=True)  # its size: 34,688 x 5 x 4
     points, dropped = load_points(source, 5)
     assert dropped == 0 and len(points) > 30000
     assert os.path.getsize(source) % 16 == 0
@@ -238,7 +228,7 @@ def test_wrong_column_count_on_the_real_nuscenes_file_is_refused(tmp_path):
 
 
 def test_wrong_column_count_on_the_real_kitti_file_is_refused(tmp_path):
-    source = _real_bin(KITTI_BIN)
+    source = REAL_DATA.kitti_file("velodyne", ".bin")  # any KITTI copy
     points, dropped = load_points(source, 4)
     assert dropped == 0 and len(points) > 10000
     rows = len(points) - len(points) % 15  # a row count that 3, 5 and 6 columns all divide

@@ -1,4 +1,5 @@
-"""KITTI converter and dataset, checked on the real frame 000008 (../shared/data/real/kitti).
+"""KITTI converter and dataset, checked on the shipped real frame 000008 (located by
+tests/conftest.py's ``REAL_DATA``; the tests skip on another KITTI copy).
 
 References computed here, independently of lidarcl.datasets.kitti_converter: the calibration
 and label text are re-read with a few lines of numpy, camera-frame boxes are built with the
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REAL_DATA
 from lidarcl.datasets.io import load_points
 from lidarcl.datasets.kitti_converter import (
     KittiCalib,
@@ -30,11 +32,10 @@ from lidarcl.errors import DataError, DataFileNotFound
 from lidarcl.registry import DATASETS
 from lidarcl.structures.boxes import box_corners, points_in_boxes
 
-KITTI_ROOT = Path(__file__).resolve().parents[1].parent / "shared/data/real/kitti"
+KITTI_ROOT = REAL_DATA.kitti_root
 FRAME = "000008"
-pytestmark = pytest.mark.skipif(
-    not (KITTI_ROOT / "training/velodyne" / f"{FRAME}.bin").is_file(),
-    reason=f"real KITTI frame not found at {KITTI_ROOT} (shared test data absent)")
+# the frame's own values, and copies / conversions of the whole root: the shipped frame only
+pytestmark = REAL_DATA.needs_kitti(shipped=True)
 
 IMAGE_W, IMAGE_H = 1242, 375
 
@@ -93,7 +94,7 @@ def converted():
 
 
 def _copy_tree(dst: Path) -> Path:
-    """A writable copy of the real frame (the shared files are read-only)."""
+    """A writable copy of the real frame (the shipped files are read-only)."""
     for src in KITTI_ROOT.rglob("*"):
         if src.is_file():
             out = dst / src.relative_to(KITTI_ROOT)

@@ -1,5 +1,6 @@
-"""nuScenes converter and dataset, checked against nuscenes-devkit on the real keyframe
-(../shared/data/real/nuscenes, scene-0061 of v1.0-mini) and its plain-matrix frame.json."""
+"""nuScenes converter and dataset, checked against nuscenes-devkit on the shipped real
+keyframe (scene-0061 of v1.0-mini, located by tests/conftest.py's ``REAL_DATA``) and its
+plain-matrix frame.json. Tests that assert that frame's values skip on another copy."""
 from __future__ import annotations
 
 import importlib.util
@@ -22,6 +23,7 @@ from nuscenes.utils.data_classes import LidarPointCloud  # noqa: E402
 from nuscenes.utils.geometry_utils import points_in_box  # noqa: E402
 from pyquaternion import Quaternion  # noqa: E402
 
+from conftest import REAL_DATA  # noqa: E402
 from lidarcl.datasets.info_format import read_info_index  # noqa: E402
 from lidarcl.datasets.nuscenes_converter import (CAMERA_CHANNELS,  # noqa: E402
                                                  create_nuscenes_infos)
@@ -34,14 +36,13 @@ from lidarcl.structures.boxes import points_in_boxes  # noqa: E402
 from lidarcl.structures.camera import points_to_image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared/data/real"
-NUS_ROOT = REAL / "nuscenes"
-VERSION = "v1.0-mini"
+NUS_ROOT = REAL_DATA.nuscenes_root
+VERSION = REAL_DATA.nuscenes_version
 SAMPLE_TOKEN = "ca9a282c9e77460f8360f564131a8af5"
 
-needs_real = pytest.mark.skipif(
-    not (NUS_ROOT / VERSION / "sample.json").is_file(),
-    reason=f"real nuScenes frame not found at {NUS_ROOT} (../shared/data/real is absent)")
+# the shipped frame's values (one keyframe, 69 boxes, frame.json); the CLI test runs on any copy
+needs_real = REAL_DATA.needs_nuscenes(shipped=True)
+needs_any_copy = REAL_DATA.needs_nuscenes()
 
 
 def _load_create_data():
@@ -54,16 +55,14 @@ def _load_create_data():
 
 @pytest.fixture(scope="module")
 def nusc():
-    if not (NUS_ROOT / VERSION / "sample.json").is_file():
-        pytest.skip(f"real nuScenes frame not found at {NUS_ROOT}")
+    REAL_DATA.require_nuscenes(shipped=True)
     return NuScenes(version=VERSION, dataroot=str(NUS_ROOT), verbose=False)
 
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """(paths, info, metadata) of the real frame, written by tools/create_data.py."""
-    if not (NUS_ROOT / VERSION / "sample.json").is_file():
-        pytest.skip(f"real nuScenes frame not found at {NUS_ROOT}")
+    REAL_DATA.require_nuscenes(shipped=True)
     out = tmp_path_factory.mktemp("nus_infos")
     assert _load_create_data().main(["nuscenes", "--root", str(NUS_ROOT), "--version", VERSION,
                                      "--out", str(out), "--superpixels", "none"]) == 0
@@ -75,6 +74,7 @@ def converted(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def points():
+    REAL_DATA.require_nuscenes(shipped=True)
     path = NUS_ROOT / json.loads((NUS_ROOT / "frame.json").read_text())["lidar_file"]
     return np.fromfile(path, dtype=np.float32).reshape(-1, 5)
 
@@ -237,10 +237,12 @@ def test_class_maps_match_devkit():
             assert lut[fine] == (255 if coarse == 0 else coarse - 1), fine
 
     check({n: i for i, n in enumerate(LIDARSEG_CATEGORIES)})
-    # a release numbering the categories its own way (the real frame's category.json)
-    if (NUS_ROOT / VERSION / "category.json").is_file():
+    # a release numbering the categories its own way (the real copy's category.json;
+    # releases before nuScenes-lidarseg have no "index" field)
+    if REAL_DATA.nuscenes_found:
         cats = json.loads((NUS_ROOT / VERSION / "category.json").read_text())
-        check({c["name"]: c["index"] for c in cats})
+        if all("index" in c for c in cats):
+            check({c["name"]: c["index"] for c in cats})
     with pytest.raises(ValueError, match="vehicle.spaceship"):
         lidarseg_learning_map({"vehicle.spaceship": 0})
 
@@ -316,7 +318,7 @@ def test_sweeps_custom_split_and_lidarseg(tmp_path):
     assert ds[0]["lidarseg_path"] == str(root / info["lidarseg_path"])
 
 
-@needs_real
+@needs_any_copy
 def test_create_data_cli_errors(tmp_path, capsys):
     create_data = _load_create_data()
     assert create_data.main(["nuscenes", "--root", str(NUS_ROOT), "--version", "v9.9",

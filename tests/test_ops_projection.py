@@ -5,21 +5,20 @@ bilinear values and ``torch.nn.functional.grid_sample``."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import REAL_DATA
 from lidarcl.ops.gather import gather_pixel_features_reference
 from lidarcl.ops.projection import (BatchedProjectionResult, ProjectionResult,
                                     project_points_batched_reference,
                                     project_points_reference, visibility_reference)
 from lidarcl.structures.camera import points_to_image
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-NUS_ROOT = REAL / "nuscenes"
+NUS_ROOT = REAL_DATA.nuscenes_root
 VERSION = "v1.0-mini"
 CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT",
             "CAM_BACK_RIGHT")
@@ -74,8 +73,7 @@ def assert_results_equal(a, b):
 # ------------------------------------------------------------------ real nuScenes frame
 @pytest.fixture(scope="module")
 def real_frame(tmp_path_factory):
-    if not (NUS_ROOT / VERSION / "sample.json").is_file():
-        pytest.skip(f"real nuScenes frame not found at {NUS_ROOT}")
+    REAL_DATA.require_nuscenes(shipped=True)  # frame.json and 34,688 points
     pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
     from nuscenes.nuscenes import NuScenes, NuScenesExplorer
 

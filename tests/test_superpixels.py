@@ -5,7 +5,6 @@ directly), cached by tools/create_data.py next to the info index on the generate
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from skimage.segmentation import slic  # noqa: E402
 
+from conftest import REAL_DATA  # noqa: E402
 from lidarcl.datasets.collate import collate_samples  # noqa: E402
 from lidarcl.datasets.info_format import read_info_index, write_info_index  # noqa: E402
 from lidarcl.datasets.io import load_image  # noqa: E402
@@ -30,12 +30,11 @@ from lidarcl.datasets.transforms import (GlobalRotScaleTrans, LoadImages,  # noq
                                          LoadPoints, LoadSuperpixels, PackSample,
                                          RandomFlip3D)
 from lidarcl.errors import DataError  # noqa: E402
-from lidarcl.registry import TRANSFORMS, register_all_modules  # noqa: E402
+from lidarcl.registry import TRANSFORMS  # noqa: E402
+from lidarcl.utils.setup_env import register_all_modules  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared/data/real"
-NUS_ROOT = REAL / "nuscenes"
-KITTI_ROOT = REAL / "kitti"
+KITTI_ROOT = REAL_DATA.kitti_root
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT",
            "CAM_BACK_RIGHT")
 
@@ -51,13 +50,10 @@ def _create_data():
 # ------------------------------------------------------------- SLIC on a real image
 @pytest.fixture(scope="module")
 def real_front():
-    """(image, compute_slic(image)) of the real keyframe's CAM_FRONT (1600x900)."""
-    frame_file = NUS_ROOT / "frame.json"
-    if not frame_file.is_file():
-        pytest.skip(f"real nuScenes frame not found at {NUS_ROOT}")
-    cam = json.loads(frame_file.read_text())["cameras"]["CAM_FRONT"]
-    image = load_image(NUS_ROOT / cam["file"])
-    assert image.shape == (cam["height"], cam["width"], 3) == (900, 1600, 3)
+    """(image, compute_slic(image)) of a real keyframe's CAM_FRONT (1600x900): the shipped
+    keyframe's, or one of any nuScenes copy (conftest)."""
+    image = load_image(REAL_DATA.nuscenes_keyframe_file("CAM_FRONT"))
+    assert image.shape == (900, 1600, 3)
     return image, compute_slic(image)
 
 
@@ -339,8 +335,7 @@ def test_create_superpixels_recomputes_a_wrong_sized_cache(generated, tmp_path):
 
 # ------------------------------------------------------------- KITTI (one camera)
 def test_create_data_kitti_superpixels(tmp_path):
-    if not (KITTI_ROOT / "ImageSets").is_dir():
-        pytest.skip(f"real KITTI frame not found at {KITTI_ROOT}")
+    REAL_DATA.require_kitti(shipped=True)  # converts (and segments) the whole root
     assert _create_data().main(["kitti", "--root", str(KITTI_ROOT), "--out", str(tmp_path),
                                 "--workers", "1", "--superpixel-segments", "100"]) == 0
     (info,), meta = read_info_index(tmp_path / "kitti_infos_train.json")

@@ -2,7 +2,8 @@
 argument) and the problem -- a DataError from the library, and from a CLI a message on
 stderr with a non-zero exit, never a foreign traceback or a silent wrong result.
 
-nuScenes and KITTI cases break copies of the real frames in ../shared/data/real."""
+nuScenes and KITTI cases break copies of the shipped real frames (tests/conftest.py,
+``REAL_DATA``); they skip on another copy of the datasets."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,20 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REAL_DATA
 from lidarcl.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared/data/real"
-NUS_ROOT = REAL / "nuscenes"
-KITTI_ROOT = REAL / "kitti"
+NUS_ROOT = REAL_DATA.nuscenes_root
+KITTI_ROOT = REAL_DATA.kitti_root
 VERSION = "v1.0-mini"
 
-needs_nuscenes = pytest.mark.skipif(
-    not (NUS_ROOT / VERSION / "sample.json").is_file(),
-    reason=f"real nuScenes frame not found at {NUS_ROOT} (../shared/data/real is absent)")
-needs_kitti = pytest.mark.skipif(
-    not (KITTI_ROOT / "training/calib/000008.txt").is_file(),
-    reason=f"real KITTI frame not found at {KITTI_ROOT} (../shared/data/real is absent)")
+# the cases edit copies of the shipped frames' tables and files (the whole root is copied)
+needs_nuscenes = REAL_DATA.needs_nuscenes(shipped=True)
+needs_kitti = REAL_DATA.needs_kitti(shipped=True)
 
 
 def _tool(name: str):
@@ -51,8 +49,7 @@ def _one_line_error(capsys, *needles) -> str:
 def nus(tmp_path):
     """A copy of the real v1.0-mini tables (samples/ and maps/ linked): ``(root, tables)``."""
     pytest.importorskip("nuscenes", reason="nuscenes-devkit is not installed")
-    if not (NUS_ROOT / VERSION / "sample.json").is_file():
-        pytest.skip(f"real nuScenes frame not found at {NUS_ROOT}")
+    REAL_DATA.require_nuscenes(shipped=True)
     root = tmp_path / "nus"
     shutil.copytree(NUS_ROOT / VERSION, root / VERSION)
     (root / "samples").symlink_to(NUS_ROOT / "samples")
@@ -226,8 +223,7 @@ def test_nuscenes_filename_leaving_the_root(nus, tmp_path, filename):
 # ---------------------------------------------------------------------------------- KITTI
 @pytest.fixture
 def kitti(tmp_path):
-    if not (KITTI_ROOT / "training/calib/000008.txt").is_file():
-        pytest.skip(f"real KITTI frame not found at {KITTI_ROOT}")
+    REAL_DATA.require_kitti(shipped=True)
     root = tmp_path / "kitti"
     shutil.copytree(KITTI_ROOT, root)
     return root

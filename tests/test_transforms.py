@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
+from conftest import REAL_DATA
 from lidarcl.datasets.collate import collate_samples
 from lidarcl.datasets.transforms import (GlobalRotScaleTrans, LoadImages, LoadLidarsegLabels,
                                          LoadPoints, LoadSweeps, ObjectMinPointsFilter,
@@ -19,15 +19,13 @@ from lidarcl.datasets.transforms import (GlobalRotScaleTrans, LoadImages, LoadLi
 from lidarcl.structures.boxes import points_in_boxes
 from lidarcl.structures.camera import points_to_image, project_points, visible_in_image
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real"
-NUSC = REAL / "nuscenes"
+NUSC = REAL_DATA.nuscenes_root
 
 
 # ---------------------------------------------------------------- helpers
 def real_sample() -> dict:
     """A sample dict built by hand from the real nuScenes keyframe's frame.json."""
-    if not (NUSC / "frame.json").is_file():
-        pytest.skip(f"real nuScenes frame not found at {NUSC} (shared test data absent)")
+    REAL_DATA.require_nuscenes(shipped=True)  # frame.json: the shipped frame only
     frame = json.loads((NUSC / "frame.json").read_text())
     cams = {}
     for name, cam in frame["cameras"].items():

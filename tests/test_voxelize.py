@@ -2,26 +2,20 @@
 case and a per-voxel loop, on the real nuScenes frame and random batches."""
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import REAL_DATA
 from lidarcl.ops.voxelize import to_voxel_space, voxelize
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared/data/real/nuscenes"
 
 
 @pytest.fixture(scope="module")
 def real_points():
-    if not (REAL / "frame.json").is_file():
-        pytest.skip("real nuScenes frame not found")
-    frame = json.loads((REAL / "frame.json").read_text())
-    return torch.from_numpy(np.fromfile(REAL / frame["lidar_file"], dtype=np.float32)
-                            .reshape(-1, 5).copy())
+    path = REAL_DATA.nuscenes_lidar_file()  # a keyframe of any nuScenes copy (conftest)
+    return torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(-1, 5).copy())
 
 
 def test_hand_made_case():

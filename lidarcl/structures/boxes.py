@@ -1,6 +1,6 @@
 """3D boxes in the LiDAR frame: ``[x, y, z, l, w, h, yaw]`` (+ optional ``[vx, vy]``).
 
-Convention (ARCHITECTURE.md): x forward, y left, z up; ``(x, y, z)`` is the gravity centre,
+Convention (docs/conventions.md): x forward, y left, z up; ``(x, y, z)`` is the gravity centre,
 ``l`` runs along the heading, ``w`` across it, ``h`` up; ``yaw`` is counter-clockwise
 from +x. Velocity, when present, is in the LiDAR frame in m/s.
 """
