@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REAL_DATA
 from lidarcl.datasets.regions import cached_regions, regions_tag, segment_regions
 from lidarcl.datasets.transforms import (MultiViewAugment, PackSample, TemporalViews,
                                          match_views, mutual_nearest)
-from lidarcl.registry import HOOKS, MODELS, register_all_modules
+from lidarcl.registry import HOOKS, MODELS
+from lidarcl.utils.setup_env import register_all_modules
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared/data/real/nuscenes"
 CONFIG = REPO / "configs/pretrain/pointcontrast_minkunet34_synth.py"
 
 
@@ -31,10 +32,8 @@ def _registered():
 
 @pytest.fixture(scope="module")
 def real_points():
-    if not (REAL / "frame.json").is_file():
-        pytest.skip("real nuScenes frame not found")
-    frame = json.loads((REAL / "frame.json").read_text())
-    return np.fromfile(REAL / frame["lidar_file"], dtype=np.float32).reshape(-1, 5)[:, :4].copy()
+    path = REAL_DATA.nuscenes_lidar_file()  # a keyframe of any nuScenes copy (conftest)
+    return np.fromfile(path, dtype=np.float32).reshape(-1, 5)[:, :4].copy()
 
 
 # --------------------------------------------------------------------------------- views
@@ -355,21 +354,16 @@ def test_kitti_and_folder_configs_pretrain_on_the_real_frames(config, dataset, t
     iteration, a finite loss, the backbone exported (FAC's regions cached in the folder)."""
     from lidarcl.engine import build_pretrain_config, run_pretraining
 
-    real = REPO.parent / "shared/data/real"
     if dataset == "kitti":
         from lidarcl.datasets.kitti_converter import create_kitti_infos
 
-        if not (real / "kitti").is_dir():
-            pytest.skip("real KITTI frame not found")
-        create_kitti_infos(real / "kitti", tmp_path)
-        data_root, extra = str(real / "kitti"), {
+        kitti = REAL_DATA.require_kitti(shipped=True)  # converts the whole root
+        create_kitti_infos(kitti, tmp_path)
+        data_root, extra = str(kitti), {
             "train_dataloader.dataset.ann_file": str(tmp_path / "kitti_infos_train.json"),
             "model.loss.max_pairs": 256}
     else:
-        if not (REAL / "frame.json").is_file():
-            pytest.skip("real nuScenes frame not found")
-        frame = json.loads((REAL / "frame.json").read_text())
-        scan = np.fromfile(REAL / frame["lidar_file"], np.float32).reshape(-1, 5)[:, :4]
+        scan = np.fromfile(REAL_DATA.nuscenes_lidar_file(), np.float32).reshape(-1, 5)[:, :4]
         (tmp_path / "scans").mkdir()
         scan.tofile(tmp_path / "scans" / "a.bin")
         scan[::2].tofile(tmp_path / "scans" / "b.bin")
@@ -475,38 +469,56 @@ def test_pretrain_tool_runs_and_rejects_a_missing_config(tiny_dataset, tmp_path)
 
 # ------------------------------------------------------------------------------------ PRC
 
-def test_pool_matched_regions_matches_a_loop():
-    from lidarcl.models.pretrainers import pool_matched_regions
+def test_prc_samples_region_and_regionless_points_per_scan():
+    from lidarcl.models.pretrainers import sample_region_points
 
-    gen = torch.Generator().manual_seed(0)
-    feats_a, feats_b = torch.randn(60, 5, generator=gen), torch.randn(60, 5, generator=gen)
-    regions = torch.randint(-1, 4, (60,), generator=gen)
-    batch_idx = torch.randint(0, 2, (60,), generator=gen)
-    pooled_a, pooled_b, keys = pool_matched_regions(feats_a, feats_b, regions, batch_idx, 4)
-    expected = []
-    for b in range(2):
-        for r in range(4):
-            rows = (batch_idx == b) & (regions == r)
-            if int(rows.sum()) >= 4:
-                expected.append((b, r, feats_a[rows].mean(0), feats_b[rows].mean(0)))
-    assert keys.tolist() == [[b, r] for b, r, _, _ in expected]
-    torch.testing.assert_close(pooled_a, torch.stack([e[2] for e in expected]))
-    torch.testing.assert_close(pooled_b, torch.stack([e[3] for e in expected]))
+    regions = torch.tensor([0, 0, 1, -1, -1, -1, 2, 2, -1, 3])
+    scan = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    pick = sample_region_points(regions, scan, 2, 1, torch.Generator().manual_seed(0))
+    assert len(set(pick.tolist())) == len(pick)
+    for s, (inside, outside) in enumerate([(2, 1), (2, 1)]):
+        rows = pick[scan[pick] == s]
+        assert int((regions[rows] >= 0).sum()) == inside
+        assert int((regions[rows] < 0).sum()) == outside
+
+
+def test_prc_terms_match_a_loop():
+    """PLRC: a region point's positives are the other view's points of its region (same
+    scan); RAPC: its own match, with same-region points removed from the negatives."""
+    model = MODELS.build(dict(type="PointRegionContrast", backbone=BACKBONES["MinkUNet34"],
+                              temperature=0.2))
+    gen = torch.Generator().manual_seed(1)
+    q, k = torch.randn(8, 5, generator=gen), torch.randn(8, 5, generator=gen)
+    regions = torch.tensor([0, 0, 1, -1, 0, 0, -1, 2])
+    scan = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    plrc, rapc = model.terms(q, k, regions, scan)
+    qn = torch.nn.functional.normalize(q, dim=1).double()
+    kn = torch.nn.functional.normalize(k, dim=1).double()
+    sim = (qn @ kn.t() / 0.2).numpy()
+    plrc_terms, rapc_terms = [], []
+    for i in range(8):
+        same = [j for j in range(8) if regions[j] == regions[i] >= 0 and scan[j] == scan[i]]
+        if regions[i] >= 0:
+            log_z = np.log(np.exp(sim[i]).sum())
+            plrc_terms.append(np.mean([log_z - sim[i, j] for j in same]))
+        allowed = [j for j in range(8) if j == i or j not in same]
+        rapc_terms.append(np.log(np.exp(sim[i, allowed]).sum()) - sim[i, i])
+    assert float(plrc) == pytest.approx(np.mean(plrc_terms), rel=1e-5)
+    assert float(rapc) == pytest.approx(np.mean(rapc_terms), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_prc_trains_two_iterations_on_each_backbone(name):
     torch.manual_seed(0)
     model = MODELS.build(dict(type="PointRegionContrast", backbone=BACKBONES[name],
-                              head_channels=32, head_hidden=64,
-                              point_loss=dict(type="InfoNCELoss", temperature=0.07,
-                                              max_pairs=512, symmetric=True)))
+                              head_channels=32, head_hidden=64, num_region_points=256,
+                              num_regionless_points=256))
     batch = two_view_batch(regions=True)
     assert int(batch["regions"].max()) >= 3  # the boxes became regions
     outs, totals = train_steps(model, batch, 2)
     for out in outs:
-        assert set(out) == {"loss_point", "loss_region"}
-        assert all(torch.isfinite(v) for v in out.values()) and float(out["loss_region"]) > 0
+        assert set(out) == {"loss_plrc", "loss_rapc"}
+        assert all(torch.isfinite(v) and float(v) > 0 for v in out.values())
     assert totals[1] < totals[0]
     with pytest.raises(KeyError, match="SegmentRegions"):
         model(mode="loss", **two_view_batch())
@@ -517,7 +529,7 @@ def test_prc_config_runs_with_cached_regions(tiny_dataset, tmp_path):
 
     options = small_options(tiny_dataset, 1)
     options.pop("model.loss.max_pairs")
-    options["model.point_loss.max_pairs"] = 256
+    options["model.num_region_points"] = 128
     cfg = build_pretrain_config(str(REPO / "configs/pretrain/prc_minkunet34_synth.py"),
                                 str(tmp_path / "prc"), False, options)
     cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type="RecordLossHook")]
@@ -564,13 +576,14 @@ def test_cell_targets_draw_each_cells_own_points():
         assert bool(matches.any(1).all()) and len(torch.unique(drawn, dim=0)) == len(drawn)
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
-def test_masked_contrast_trains_on_each_backbone(name):
+@pytest.mark.parametrize("name, consistency", [(name, "cosine") for name in BACKBONES]
+                         + [("MinkUNet34", "contrastive")])
+def test_masked_contrast_trains_on_each_backbone(name, consistency):
     torch.manual_seed(0)
+    extra = {} if consistency == "cosine" else {"consistency_loss": dict(
+        type="InfoNCELoss", temperature=0.07, max_pairs=512, symmetric=True)}
     model = MODELS.build(dict(type="MaskedContrast", backbone=BACKBONES[name], mask_size=1.0,
-                              decoder_channels=32, consistency_loss=dict(
-                                  type="InfoNCELoss", temperature=0.07, max_pairs=512,
-                                  symmetric=True)))
+                              decoder_channels=32, consistency=consistency, **extra))
     outs, totals = train_steps(model, two_view_batch(), 3)
     for out in outs:
         assert set(out) == {"loss_rec_1", "loss_rec_2", "loss_consistency"}
@@ -669,8 +682,11 @@ def test_fac_samples_anchors_by_foreground_share():
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_fac_trains_on_each_backbone(name):
     torch.manual_seed(0)
+    # no queues: keys queued from earlier steps would add negatives, and the loss on the
+    # same batch would grow with them whatever the training did
     model = MODELS.build(dict(type="ForegroundAwareContrast", backbone=BACKBONES[name],
-                              num_anchors=512, max_foreground_points=400, head_channels=32))
+                              num_anchors=512, max_foreground_points=400, head_channels=32,
+                              queue_size=0, segment_queue_size=0))
     outs, totals = train_steps(model, two_view_batch(regions=True), 3)
     for out in outs:
         assert set(out) == {"loss_point", "loss_segment"}

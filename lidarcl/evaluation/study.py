@@ -15,9 +15,12 @@ import json
 import os
 import time
 
-__all__ = ["STUDY_METHODS", "STUDY_BACKBONES", "run_study", "format_table"]
+__all__ = ["STUDY_METHODS", "STUDY_VARIANTS", "STUDY_BACKBONES", "run_study", "format_table"]
 
 STUDY_METHODS = ("pointcontrast", "prc", "fac", "cmae")
+# variants measured beside the methods' defaults (README study): the earlier InfoNCE
+# consistency of the masked contrast, and PointContrast on four views with MV-DHEL
+STUDY_VARIANTS = ("cmae-infonce", "pointcontrast-mv4")
 
 
 def STUDY_BACKBONES(voxel_size: float) -> dict:
@@ -91,17 +94,31 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
 
     for method in methods:
         one(method, "minkunet34")
-    best = max((r for r in rows if r["backbone"] == "minkunet34"), key=lambda r: r["gain"])
+    stage_one = [r for r in rows if r["backbone"] == "minkunet34"
+                 and r["method"] in STUDY_METHODS] or rows
+    best = max(stage_one, key=lambda r: r["gain"])
     for backbone in backbones:
         one(best["method"], backbone)
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = ["| method | backbone | probe mIoU | random init | gain | pretraining s |",
-             "|---|---|---|---|---|---|"]
+def format_table(rows: list[dict], previous: list[dict] | None = None) -> str:
+    """Markdown table of ``rows``; with ``previous`` (an earlier ``study.json``), the
+    earlier probe mIoU of the same method and backbone beside each row."""
+    before = {(r["method"], r["backbone"]): r for r in previous or []}
+    head = "| method | backbone | probe mIoU | random init | gain | pretraining s |"
+    rule = "|---|---|---|---|---|---|"
+    if previous is not None:
+        head = head[:-1] + " before: mIoU | before: gain |"
+        rule += "---|---|"
+    lines = [head, rule]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['backbone']} | {100 * r['miou']:.2f} | "
-                     f"{100 * r['random_miou']:.2f} | {100 * r['gain']:+.2f} | "
-                     f"{r['pretrain_seconds']:.0f} |")
+        line = (f"| {r['method']} | {r['backbone']} | {100 * r['miou']:.2f} | "
+                f"{100 * r['random_miou']:.2f} | {100 * r['gain']:+.2f} | "
+                f"{r['pretrain_seconds']:.0f} |")
+        if previous is not None:
+            old = before.get((r["method"], r["backbone"]))
+            line += (f" {100 * old['miou']:.2f} | {100 * old['gain']:+.2f} |" if old
+                     else " - | - |")
+        lines.append(line)
     return "\n".join(lines)

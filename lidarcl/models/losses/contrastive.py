@@ -40,7 +40,7 @@ from torch import nn
 from lidarcl.registry import MODELS
 
 __all__ = ["PairwiseContrastiveLoss", "InfoNCELoss", "DCLLoss", "HardNegativeLoss",
-           "sample_pairs", "check_pairs", "select_pairs"]
+           "sample_pairs", "check_pairs", "select_pairs", "multi_positive_terms"]
 
 
 def check_pairs(query: torch.Tensor, key: torch.Tensor, groups=None) -> None:
@@ -71,6 +71,22 @@ def select_pairs(query, key, groups, max_pairs: int | None, generator=None):
     if rows is None:
         return query, key, groups
     return query[rows], key[rows], None if groups is None else groups[rows]
+
+
+def multi_positive_terms(query: torch.Tensor, key: torch.Tensor, positive: torch.Tensor,
+                         allowed: torch.Tensor, queue: torch.Tensor | None,
+                         temperature: float) -> torch.Tensor:
+    """Per-query multi-positive InfoNCE terms ``(Nq,)``: ``mean_{j in P(i)} -log
+    softmax_j`` over the keys ``allowed[i]`` admits plus every queued key (negatives only).
+    ``positive`` is a subset of ``allowed``; features are L2-normalised, float32."""
+    q = F.normalize(query.float(), dim=1)
+    k = F.normalize(key.float(), dim=1)
+    logits = (q @ k.t() / temperature).masked_fill(~allowed, float("-inf"))
+    if queue is not None and len(queue):
+        logits = torch.cat([logits, q @ queue.float().t() / temperature], 1)
+        positive = torch.cat([positive, positive.new_zeros(len(q), len(queue))], 1)
+    log_prob = torch.log_softmax(logits, dim=1).masked_fill(~positive, 0.0)
+    return -log_prob.sum(1) / positive.sum(1).clamp(min=1)
 
 
 class PairwiseContrastiveLoss(nn.Module):

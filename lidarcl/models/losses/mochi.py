@@ -14,6 +14,10 @@ to the logits only as negatives. The loss is cross-entropy with the positive at 
 ``[q.k, q.queue, q.h, q.h'] / tau`` (tau = 0.2, MoCo v2), and the keys then enter the queue
 (first in, first out). Until the queue holds ``n_hard`` keys MoCHi adds nothing; an empty
 queue falls back to the in-batch keys as negatives.
+
+The keys must come from a momentum (EMA) key encoder, as in MoCo and MoCHi: a pretrainer
+whose loss is MoCHi (``needs_key_encoder``) builds key copies of its backbone and head
+(:mod:`lidarcl.models.momentum`) and passes their outputs as ``key``.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lidarcl.models.losses.contrastive import select_pairs
+from lidarcl.models.momentum import KeyQueue
 from lidarcl.registry import MODELS
 
 __all__ = ["MoCHiLoss", "MixedNegatives", "mix_hard_negatives"]
@@ -74,6 +79,8 @@ class MoCHiLoss(nn.Module):
         max_pairs: cap on the queries (and enqueued keys) per call.
     """
 
+    needs_key_encoder = True
+
     def __init__(self, dim: int, queue_size: int = 65536, temperature: float = 0.2,
                  n_hard: int = 1024, s: int = 1024, s_prime: int = 256,
                  beta_max: float = 0.5, max_pairs: int | None = 4096,
@@ -83,18 +90,22 @@ class MoCHiLoss(nn.Module):
         self.n_hard, self.s, self.s_prime, self.beta_max = n_hard, s, s_prime, beta_max
         self.max_pairs = max_pairs
         self.loss_weight = loss_weight
-        self.register_buffer("queue", torch.zeros(queue_size, dim))
-        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("queue_len", torch.zeros((), dtype=torch.int64))
+        self.key_queue = KeyQueue(dim, queue_size)
 
-    @torch.no_grad()
+    @property
+    def queue(self) -> torch.Tensor:
+        return self.key_queue.queue
+
+    @property
+    def queue_ptr(self) -> torch.Tensor:
+        return self.key_queue.queue_ptr
+
+    @property
+    def queue_len(self) -> torch.Tensor:
+        return self.key_queue.queue_len
+
     def enqueue(self, keys: torch.Tensor) -> None:
-        keys = keys.detach().to(self.queue.dtype)[-len(self.queue):]
-        size = len(self.queue)
-        rows = (int(self.queue_ptr) + torch.arange(len(keys), device=keys.device)) % size
-        self.queue[rows] = keys
-        self.queue_ptr.fill_((int(self.queue_ptr) + len(keys)) % size)
-        self.queue_len.fill_(min(size, int(self.queue_len) + len(keys)))
+        self.key_queue.enqueue(keys)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, groups=None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -105,7 +116,7 @@ class MoCHiLoss(nn.Module):
         k = F.normalize(key.float(), dim=1).detach()  # keys come from the momentum encoder
         # a copy: enqueue() below overwrites the buffer in place, which would invalidate the
         # tensor saved for backward by q @ queue.t()
-        queue = self.queue[:int(self.queue_len)].float().clone()
+        queue = self.key_queue.keys().float()
         positive = (q * k).sum(1, keepdim=True)
         if len(queue) == 0:
             negatives = q @ k.t()

@@ -45,6 +45,8 @@ def stack_views(views) -> torch.Tensor:
 
 
 class _MultiViewLoss(nn.Module):
+    accepts_views = True  # a pretrainer feeds it the (V, N, C) stack of all its views
+
     def __init__(self, temperature: float = 0.2, max_pairs: int | None = None,
                  loss_weight: float = 1.0):
         super().__init__()

@@ -6,9 +6,9 @@ from lidarcl.models.pretrainers.cmae import MaskedContrast, cell_targets, chamfe
 from lidarcl.models.pretrainers.fac import (ForegroundAwareContrast, foreground_segments,
                                             multi_positive_info_nce)
 from lidarcl.models.pretrainers.pointcontrast import PointContrast
-from lidarcl.models.pretrainers.prc import PointRegionContrast, pool_matched_regions
+from lidarcl.models.pretrainers.prc import PointRegionContrast, sample_region_points
 
 __all__ = ["Pretrainer", "ViewFeatures", "match_rows", "NonFiniteLossError", "PointContrast",
-           "PointRegionContrast", "pool_matched_regions", "MaskedContrast",
+           "PointRegionContrast", "sample_region_points", "MaskedContrast",
            "chamfer_distance", "cell_targets", "ForegroundAwareContrast",
            "foreground_segments", "multi_positive_info_nce"]

@@ -24,9 +24,10 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from lidarcl.models.backbones.base import BackboneOutput
+from lidarcl.models.momentum import MomentumMixin
 from lidarcl.registry import MODELS
 
-__all__ = ["Pretrainer", "ViewFeatures", "match_rows", "projection_head",
+__all__ = ["Pretrainer", "ViewFeatures", "match_rows", "match_views", "projection_head",
            "NonFiniteLossError"]
 
 
@@ -63,25 +64,54 @@ def match_rows(index_a: torch.Tensor, index_b: torch.Tensor, size: int,
     return rows_a, found[rows_a]
 
 
-def projection_head(in_channels: int, out_channels: int | None, hidden: int | None = None
-                    ) -> nn.Module:
-    """Identity (``out_channels=None``), a Linear, or Linear-BN-ReLU-Linear with ``hidden``."""
+def match_views(views: list, size: int) -> list[torch.Tensor]:
+    """Rows of every view (:class:`ViewFeatures`) holding the same anchor points, for the
+    anchors that all views kept inside their voxel grid: ``rows[v]`` with
+    ``views[v].index[rows[v]]`` equal for every ``v``, ordered as in view 0."""
+    device = views[0].index.device
+    rows = torch.arange(len(views[0].index), device=device)[views[0].valid]
+    anchors = views[0].index[rows]
+    matched = [rows]
+    for view in views[1:]:
+        where = torch.full((size,), -1, dtype=torch.int64, device=device)
+        valid_rows = torch.nonzero(view.valid, as_tuple=True)[0]
+        where[view.index[valid_rows]] = valid_rows
+        found = where[anchors]
+        keep = found >= 0
+        matched = [m[keep] for m in matched] + [found[keep]]
+        anchors = anchors[keep]
+    return matched
+
+
+def projection_head(in_channels: int, out_channels: int | None, hidden: int | None = None,
+                    batch_norm: bool = True) -> nn.Module:
+    """Identity (``out_channels=None``), a Linear, or Linear-BN-ReLU-Linear with ``hidden``
+    (Linear-ReLU-Linear without ``batch_norm``, MoCo v2's head)."""
     if out_channels is None:
         return nn.Identity()
     if hidden is None:
         return nn.Linear(in_channels, out_channels)
-    return nn.Sequential(nn.Linear(in_channels, hidden), nn.BatchNorm1d(hidden),
-                         nn.ReLU(inplace=True), nn.Linear(hidden, out_channels))
+    norm = [nn.BatchNorm1d(hidden)] if batch_norm else []
+    return nn.Sequential(nn.Linear(in_channels, hidden), *norm, nn.ReLU(inplace=True),
+                         nn.Linear(hidden, out_channels))
 
 
-class Pretrainer(BaseModel):
-    """Base of the pretraining methods (module doc). Subclasses implement :meth:`loss`."""
+class Pretrainer(MomentumMixin, BaseModel):
+    """Base of the pretraining methods (module doc). Subclasses implement :meth:`loss`.
+
+    ``momentum = dict(base, final)``: the cosine EMA schedule of the method's key encoders
+    (:mod:`lidarcl.models.momentum`), for methods that declare key copies with
+    :meth:`add_momentum_copy`; :class:`~lidarcl.engine.momentum.MomentumUpdateHook` steps
+    them once per iteration.
+    """
 
     def __init__(self, backbone: dict, data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None, seed: int = 0):
+                 init_cfg: dict | None = None, seed: int = 0, momentum: dict | None = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.seed = int(seed)
+        self.momentum_schedule = dict(momentum) if momentum else None
+        self.momentum_hooked = False
 
     @property
     def feature_channels(self) -> int:
@@ -98,7 +128,12 @@ class Pretrainer(BaseModel):
         return generator
 
     # ------------------------------------------------------------------ views
-    def encode_views(self, batch: dict, num_views: int | None = None) -> list[ViewFeatures]:
+    def encode_views(self, batch: dict, num_views: int | None = None,
+                     backbone: nn.Module | None = None,
+                     view_slice: slice | None = None) -> list[ViewFeatures]:
+        """Every view (or the first ``num_views``, or the views ``view_slice`` picks)
+        through ``backbone`` (default: the online one; a key copy runs under ``no_grad``)."""
+        backbone = self.backbone if backbone is None else backbone
         views = batch.get("views")
         if not views or views[0] is None:
             raise KeyError("the batch has no 'views': put MultiViewAugment (then PackSample) "
@@ -107,7 +142,8 @@ class Pretrainer(BaseModel):
         starts = torch.cat([offsets.new_zeros(1), offsets[:-1]])
         count = min(len(v) for v in views) if num_views is None else num_views
         out = []
-        for v in range(count):
+        chosen = range(count) if view_slice is None else range(count)[view_slice]
+        for v in chosen:
             parts = [sample_views[v] for sample_views in views]
             points = torch.cat([p["points"] for p in parts])
             sizes = torch.tensor([len(p["points"]) for p in parts], device=points.device)
@@ -116,7 +152,11 @@ class Pretrainer(BaseModel):
                                for i, p in enumerate(parts)])
             batch_idx = torch.repeat_interleave(torch.arange(len(parts), device=points.device),
                                                 sizes)
-            output = self.backbone(points, view_offsets)
+            if backbone is self.backbone:
+                output = backbone(points, view_offsets)
+            else:
+                with torch.no_grad():
+                    output = backbone(points, view_offsets)
             out.append(ViewFeatures(output.point_features, index,
                                     output.voxels.point_to_voxel >= 0, batch_idx, output,
                                     points))
@@ -141,6 +181,14 @@ class Pretrainer(BaseModel):
     # ----------------------------------------------------------------- forward
     def loss(self, batch: dict) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def train_step(self, data, optim_wrapper):
+        if self.momentum_pairs and not self.momentum_hooked:
+            raise RuntimeError(
+                f"{type(self).__name__} has momentum key encoders "
+                f"({', '.join(k for _, k in self.momentum_pairs)}) but no hook updates them: "
+                "add dict(type='MomentumUpdateHook') to the config's custom_hooks")
+        return super().train_step(data, optim_wrapper)
 
     def forward(self, mode: str = "loss", **batch):
         if mode == "loss":

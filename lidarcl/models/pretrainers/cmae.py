@@ -20,31 +20,46 @@ hid are pulled together. Here:
 * **reconstruction**: symmetric Chamfer distance (squared L2, mean of both directions, Point-
   MAE's L2 Chamfer) between a masked cell's predicted points and up to ``target_points`` of
   its real points, in cell coordinates; averaged over masked cells, per branch.
-* **consistency**: for the cells hidden by both masks, the two decoders' content features
-  (through a shared projection head) are contrasted, each cell's feature in the other branch
-  being its positive (InfoNCE, any pairwise loss of ``lidarcl.models.losses``).
+* **consistency** (``consistency="cosine"``, the default): for the cells hidden by both
+  masks, the two decoders' content features are L2-normalised and pulled together,
+  ``mean_i (1 - cos(f1_i, f2_i))``: positive-only, no negatives, no temperature, weight 1,
+  as in the authors' code (``Amazingren/Point-CMAE``, ``models/Point_CMAE.py``: decoder
+  features, ``F.normalize``, ``1 - cos_sim`` on ``mask1 & mask2``; the runner adds the terms
+  unweighted). ``consistency="contrastive"`` keeps this toolkit's earlier InfoNCE variant
+  (shared projection head, any pairwise loss, weight 0.1).
 
-``loss = loss_rec_1 + loss_rec_2 + consistency_weight * loss_consistency`` (weight 0.1).
+``loss = loss_rec_1 + loss_rec_2 + consistency_weight * loss_consistency``.
 
-Why the position stays out of the contrasted features, and the weight is 0.1: both branches
-give a cell the same centre, so with the positional MLP added before the convolutions the
-InfoNCE term was solved from position alone (it fell from 4.05 to 0.58 in 80 iterations of
-the study while the Chamfer term barely moved, 0.196 to 0.159) and the probe fell below
-random initialisation (11.2 against 16.4 mIoU). With the position added only for the point
-predictor the probe rose to 14.0, still below random: the grid of active cells is also the
-same in both branches, so the term remains partly solvable from the cell layout and
-competes with the reconstruction. Without the term the reconstruction learns (Chamfer 0.089
-at iteration 80) and the probe gives 20.2; at weight 0.1 it gives 20.4 (README study).
+Upstream quirks, kept or fixed:
+
+* fixed: upstream builds the full token-by-token cosine matrix and expands the doubly masked
+  rows over *every* column, so each hidden token is pulled towards every token of the other
+  branch (and the mean runs over all of them); here each cell is compared with itself only,
+  which is what the paper describes;
+* fixed: upstream draws its masks with NumPy's global RNG; here they are seeded per
+  iteration (:meth:`Pretrainer.step_generator`), so a resumed run draws the same masks;
+* kept: the features compared are the decoders' (before the point predictor), with no
+  projection head, and the epsilon-free form ``1 - cos`` (upstream adds 1e-8 inside the sum,
+  a constant).
+
+Why the position stays out of the compared features: both branches give a cell the same
+centre, so with the positional MLP added before the convolutions the old InfoNCE term was
+solved from position alone (it fell from 4.05 to 0.58 in 80 iterations of the study while
+the Chamfer term barely moved, 0.196 to 0.159) and the probe fell below random
+initialisation (11.2 against 16.4 mIoU). With the position added only for the point
+predictor the probe rose to 14.0; without the term the reconstruction learns (Chamfer 0.089
+at iteration 80) and the probe gives 20.2; the InfoNCE variant at weight 0.1 gave 20.4.
+The README study compares the two consistency forms under the same budget.
 
 Departures from Point-CMAE and why: objects become scenes, so the tokens are grid cells, not
 FPS + kNN patches, and the encoder is a sparse backbone on the visible points rather than a
 ViT on patch tokens; the decoder is a small sparse-conv network on the cell grid instead of a
-transformer; the consistency term is contrastive (InfoNCE) where Point-CMAE's code is not
-released (its README says "TBD"), so the exact form of its term could not be checked.
+transformer.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lidarcl.models.backbones.base import set_conv_algorithm
@@ -52,7 +67,7 @@ from lidarcl.models.backbones.minkunet import _spconv
 from lidarcl.models.pretrainers.base import Pretrainer, projection_head
 from lidarcl.registry import MODELS
 
-__all__ = ["MaskedContrast", "chamfer_distance", "cell_targets"]
+__all__ = ["MaskedContrast", "chamfer_distance", "cell_targets", "cosine_consistency"]
 
 
 def chamfer_distance(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
@@ -96,6 +111,15 @@ def cell_targets(local: torch.Tensor, cell_of_point: torch.Tensor, cells: torch.
     targets[grouped[keep], rank[keep]] = local[rows[keep]]
     valid[grouped[keep], rank[keep]] = True
     return targets, valid
+
+
+def cosine_consistency(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``mean_i (1 - cos(first_i, second_i))`` over matched rows (Point-CMAE's term, each
+    token against its own counterpart); 0 with a gradient path when there are no rows."""
+    if len(first) == 0:
+        return (first.sum() + second.sum()) * 0.0
+    cos = (F.normalize(first.float(), dim=1) * F.normalize(second.float(), dim=1)).sum(1)
+    return (1.0 - cos).mean()
 
 
 class CellDecoder(nn.Module):
@@ -143,11 +167,15 @@ class MaskedContrast(Pretrainer):
     def __init__(self, backbone: dict, mask_size: float = 1.0, mask_ratio: float = 0.6,
                  decoder_channels: int = 64, points_per_cell: int = 16,
                  target_points: int = 32, head_channels: int = 64,
-                 consistency_loss: dict | None = None, consistency_weight: float = 0.1,
-                 **kwargs):
+                 consistency: str = "cosine", consistency_loss: dict | None = None,
+                 consistency_weight: float | None = None, **kwargs):
         super().__init__(backbone, **kwargs)
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+        if consistency not in ("cosine", "contrastive"):
+            raise ValueError(f"consistency must be 'cosine' or 'contrastive', got "
+                             f"{consistency!r}")
+        self.consistency = consistency
         self.mask_size = float(mask_size)
         self.mask_ratio = float(mask_ratio)
         self.target_points = int(target_points)
@@ -155,9 +183,14 @@ class MaskedContrast(Pretrainer):
         self.decoders = nn.ModuleList([
             CellDecoder(channels, decoder_channels, points_per_cell, f"cmae_dec{i}")
             for i in range(2)])
-        self.head = projection_head(decoder_channels, head_channels)
-        self.consistency_loss = MODELS.build(consistency_loss or dict(
-            type="InfoNCELoss", temperature=0.07, max_pairs=4096, symmetric=True))
+        if consistency == "contrastive":
+            self.head = projection_head(decoder_channels, head_channels)
+            self.consistency_loss = MODELS.build(consistency_loss or dict(
+                type="InfoNCELoss", temperature=0.07, max_pairs=4096, symmetric=True))
+        elif consistency_loss is not None:
+            raise ValueError("consistency_loss applies to consistency='contrastive' only")
+        if consistency_weight is None:
+            consistency_weight = 1.0 if consistency == "cosine" else 0.1
         self.consistency_weight = float(consistency_weight)
 
     def _masks(self, batch_of_cell: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
@@ -226,9 +259,11 @@ class MaskedContrast(Pretrainer):
             losses[f"loss_rec_{branch + 1}"] = rec.mean() if len(rec) else decoded.sum() * 0
             hidden_features.append(decoded)
         both = torch.nonzero(masks[0] & masks[1], as_tuple=True)[0]
-        if len(both) >= 2:
-            consistency = self.consistency_loss(self.head(hidden_features[0][both]),
-                                                self.head(hidden_features[1][both]),
+        first, second = hidden_features[0][both], hidden_features[1][both]
+        if self.consistency == "cosine":
+            consistency = cosine_consistency(first, second)
+        elif len(both) >= 2:
+            consistency = self.consistency_loss(self.head(first), self.head(second),
                                                 generator=self.step_generator(30))
         else:
             consistency = sum(p.sum() for p in self.head.parameters()) * 0.0
