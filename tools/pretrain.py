@@ -3,9 +3,12 @@
 with --launcher pytorch). Checkpoints go to the work dir (atomically), --resume continues
 from its newest checkpoint that loads, and <work_dir>/backbone.pth holds the backbone alone
 at the end. --cfg-options may only set keys the config has, unless --allow-new-keys.
+The terminal shows a progress line (iteration, loss, ETA), warnings, errors and the path of
+backbone.pth; mmengine's full log (environment, config, hooks, per-iteration lines) is in
+<work_dir>/<timestamp>/<timestamp>.log, and --verbose prints it on the terminal too.
 
     python tools/pretrain.py configs/pretrain/pointcontrast_minkunet34_synth.py \
-        [--work-dir DIR] [--resume] [--cfg-options train_cfg.max_iters=100 ...]
+        [--work-dir DIR] [--resume] [--cfg-options train_cfg.max_iters=100 ...] [--verbose]
 """
 import argparse
 import os
@@ -29,9 +32,13 @@ def main(argv=None) -> int:
                         help="let --cfg-options add keys the config does not have")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
                         default="none")
+    parser.add_argument("--verbose", action="store_true",
+                        help="mmengine's full log stream on the terminal (environment, "
+                        "config, hooks, per-iteration lines) instead of a progress line")
     args = parser.parse_args(argv)
 
     from lidarcl.engine import build_pretrain_config, run_pretraining
+    from lidarcl.engine.progress import set_terminal_output
     from lidarcl.errors import DataError
 
     try:
@@ -39,10 +46,13 @@ def main(argv=None) -> int:
                                     args.cfg_options, args.launcher, args.allow_new_keys)
     except (FileNotFoundError, ValueError) as exc:  # a bad path or key: one line, no trace
         parser.error(str(exc))
+    previous = set_terminal_output("verbose" if args.verbose else "compact")
     try:
         run_pretraining(cfg)
     except DataError as exc:  # e.g. --resume and no checkpoint of the work dir loads
         parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    finally:  # for callers in-process
+        set_terminal_output(previous)
     return 0
 
 

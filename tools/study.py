@@ -2,9 +2,11 @@
 """The pretraining study on a generated dataset: every method x MinkUNet34, then the best
 method x each other backbone, each against random initialisation by the linear probe, with
 one budget (lidarcl/evaluation/study.py). Prints the table and writes <out>/study.json.
+Each pretraining shows a progress line (iteration, loss, ETA) and keeps mmengine's full log
+in its work dir (<out>/<method>_<backbone>/<timestamp>/); --verbose streams that log too.
 
     python tools/study.py --out outputs/study [--scenes 10 --val-scenes 2 --keyframes 4
-        --iters 100 --voxel-size 0.2 --seed 0]
+        --iters 100 --voxel-size 0.2 --seed 0] [--verbose]
 """
 import argparse
 import os
@@ -28,21 +30,27 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=None)
     parser.add_argument("--backbones", nargs="*", default=["voxelbackbone8x", "ptv3"],
                         help="stage 2 backbones (none: stage 1 only)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="mmengine's full log stream on the terminal for every run")
     args = parser.parse_args(argv)
+    from lidarcl.engine.progress import set_terminal_output
     from lidarcl.errors import DataError
 
+    previous = set_terminal_output("verbose" if args.verbose else "compact")  # before spconv
     try:
         return _study(args)
     except (DataError, FileExistsError, ValueError) as exc:  # one line: file or argument
         print(f"study: error: {exc}", file=sys.stderr)
         return 1
+    finally:  # for callers in-process
+        set_terminal_output(previous)
 
 
 def _study(args) -> int:
     from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
     from lidarcl.datasets.synthetic import generate_dataset
     from lidarcl.evaluation.study import STUDY_METHODS, format_table, run_study
-    from lidarcl.registry import register_all_modules
+    from lidarcl.utils.setup_env import register_all_modules
 
     register_all_modules()
     out = os.path.abspath(args.out)

@@ -18,6 +18,8 @@ import os
 
 from mmengine.config import Config
 
+from lidarcl.engine import progress  # registers TerminalProgressHook
+
 __all__ = ["build_pretrain_config", "run_pretraining", "unknown_cfg_options"]
 
 # top-level keys mmengine's Runner reads besides its constructor's arguments (runner.py)
@@ -162,20 +164,30 @@ def run_pretraining(cfg: Config, export: bool = True):
     :func:`~lidarcl.engine.checkpoint.find_resume_checkpoint` rather than by mmengine,
     which would follow ``last_checkpoint`` wherever it points and die on a truncated file;
     each checkpoint skipped is logged as a warning.
+
+    Terminal output follows :func:`lidarcl.engine.progress.set_terminal_output`: in the
+    ``"compact"`` mode the terminal shows warnings, errors, the progress line of
+    ``TerminalProgressHook`` (``default_hooks.progress``, added if the config lacks it) and
+    a last line naming ``backbone.pth``, while the work dir's log file keeps everything; in
+    the ``"verbose"`` mode (the default) mmengine's stream, without the progress hook.
     """
+    import time
+
     from mmengine.dist import is_main_process
     from mmengine.runner import Runner
 
     from lidarcl.engine.checkpoint import (export_backbone, find_resume_checkpoint,
                                            install_atomic_checkpoints)
     from lidarcl.engine.distributed import prepare_distributed
-    from lidarcl.registry import register_all_modules
+    from lidarcl.utils.setup_env import register_all_modules
 
     register_all_modules()
     install_atomic_checkpoints()
     hook = (cfg.get("default_hooks") or {}).get("checkpoint")
     if hook is not None and hook.get("type") in ("CheckpointHook", "mmengine.CheckpointHook"):
         hook["type"] = "AtomicCheckpointHook"
+    compact = progress.terminal_output() == "compact"
+    _set_progress_hook(cfg, compact)
     skipped = []
     if cfg.get("resume") and cfg.get("load_from") is None:
         folder = checkpoint_folder(cfg)
@@ -183,13 +195,38 @@ def run_pretraining(cfg: Config, export: bool = True):
         cfg.resume = cfg.load_from is not None
         skipped += remove_partial_writes(folder)
     prepare_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
+    start = time.perf_counter()
+    runner = (progress.CompactTerminalRunner if compact else Runner).from_cfg(cfg)
     for warning in skipped:
         runner.logger.warning(warning)
-    runner.train()
+    try:
+        runner.train()
+    finally:  # a traceback (NonFiniteLossError, ...) starts on a line of its own
+        progress.end_progress_line()
+    path = None
     if export and is_main_process():
         path = export_backbone(runner.model, os.path.join(cfg.work_dir, "backbone.pth"),
                                meta={"iter": runner.iter, "config": cfg.filename,
                                      "backbone": cfg.model.backbone.to_dict()})
         runner.logger.info(f"backbone exported to {path}")
+    if compact and is_main_process():
+        where = path if path is not None else runner.work_dir
+        progress.terminal_print(
+            f"pretrained {cfg.model.type} to iteration {runner.iter} in "
+            f"{progress.format_duration(time.perf_counter() - start)} -> {where}")
     return runner
+
+
+def _set_progress_hook(cfg: Config, compact: bool) -> None:
+    """``default_hooks.progress``: a ``TerminalProgressHook`` in the compact terminal mode
+    (the config's own, or a default one; ``progress=None`` in the config turns it off),
+    none in the verbose mode."""
+    hooks = cfg.get("default_hooks")
+    if hooks is None:
+        if not compact:
+            return
+        cfg.default_hooks = hooks = {}
+    if compact and "progress" not in hooks:
+        hooks["progress"] = dict(type="TerminalProgressHook")
+    elif not compact or hooks["progress"] is None:  # mmengine refuses None for a new key
+        hooks.pop("progress", None)
