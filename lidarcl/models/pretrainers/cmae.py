@@ -20,13 +20,17 @@ hid are pulled together. Here:
 * **reconstruction**: symmetric Chamfer distance (squared L2, mean of both directions, Point-
   MAE's L2 Chamfer) between a masked cell's predicted points and up to ``target_points`` of
   its real points, in cell coordinates; averaged over masked cells, per branch.
-* **consistency** (``consistency="cosine"``, the default): for the cells hidden by both
-  masks, the two decoders' content features are L2-normalised and pulled together,
-  ``mean_i (1 - cos(f1_i, f2_i))``: positive-only, no negatives, no temperature, weight 1,
-  as in the authors' code (``Amazingren/Point-CMAE``, ``models/Point_CMAE.py``: decoder
-  features, ``F.normalize``, ``1 - cos_sim`` on ``mask1 & mask2``; the runner adds the terms
-  unweighted). ``consistency="contrastive"`` keeps this toolkit's earlier InfoNCE variant
-  (shared projection head, any pairwise loss, weight 0.1).
+* **consistency**: for the cells hidden by both masks, the two decoders' content features
+  are pulled together. Two forms:
+
+  - ``consistency="cosine"``: Point-CMAE's term, L2-normalised features,
+    ``mean_i (1 - cos(f1_i, f2_i))``: positive-only, no negatives, no temperature, weight 1,
+    as in the authors' code (``Amazingren/Point-CMAE``, ``models/Point_CMAE.py``: decoder
+    features, ``F.normalize``, ``1 - cos_sim`` on ``mask1 & mask2``; the runner adds the
+    terms unweighted);
+  - ``consistency="contrastive"`` (the default until the README study has compared the two
+    under one budget): InfoNCE through a shared projection head, any pairwise loss,
+    weight 0.1.
 
 ``loss = loss_rec_1 + loss_rec_2 + consistency_weight * loss_consistency``.
 
@@ -167,7 +171,7 @@ class MaskedContrast(Pretrainer):
     def __init__(self, backbone: dict, mask_size: float = 1.0, mask_ratio: float = 0.6,
                  decoder_channels: int = 64, points_per_cell: int = 16,
                  target_points: int = 32, head_channels: int = 64,
-                 consistency: str = "cosine", consistency_loss: dict | None = None,
+                 consistency: str = "contrastive", consistency_loss: dict | None = None,
                  consistency_weight: float | None = None, **kwargs):
         super().__init__(backbone, **kwargs)
         if not 0.0 < mask_ratio < 1.0:
