@@ -28,9 +28,10 @@ hid are pulled together. Here:
     as in the authors' code (``Amazingren/Point-CMAE``, ``models/Point_CMAE.py``: decoder
     features, ``F.normalize``, ``1 - cos_sim`` on ``mask1 & mask2``; the runner adds the
     terms unweighted);
-  - ``consistency="contrastive"`` (the default until the README study has compared the two
-    under one budget): InfoNCE through a shared projection head, any pairwise loss,
-    weight 0.1.
+  - ``consistency="contrastive"`` (the default): InfoNCE through a shared projection head,
+    any pairwise loss, weight 0.1. With the README study's setup (seed 0, 80 iterations) it
+    gave a probe mIoU of 20.70 against 14.76 for the cosine form (random initialisation
+    16.36).
 
 ``loss = loss_rec_1 + loss_rec_2 + consistency_weight * loss_consistency``.
 
