@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 INSTALL_REQUIRES = [
     "torch>=2.1",
     "spconv-cu120>=2.3.6",
-    "open3d>=0.18",
+    "open3d>=0.20",  # set_max_threads: one-thread, repeatable RANSAC (regions.py)
     "nuscenes-devkit>=1.1.11",
     "numba>=0.58",
     # mmengine-lite: mmengine's API without opencv-python, which would overwrite the

@@ -111,6 +111,19 @@ def test_study_runs_a_method_and_a_second_backbone(tmp_path):
         assert row["gain"] == pytest.approx(row["miou"] - row["random_miou"])
 
 
+def test_study_stage_two_alone_needs_its_method(capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import study as tool
+
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(["--out", "unused", "--methods", "--backbones", "ptv3"])
+    assert exit_info.value.code == 2
+    assert "--stage2-method" in capsys.readouterr().err
+
+
 # --- points outside the voxel grid, SLidR's protocol (issue 12) ---------------------------
 
 SYNTH_PROBE_BASE = "configs/pretrain/pointcontrast_minkunet34_synth.py"

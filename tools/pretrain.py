@@ -9,6 +9,7 @@ backbone.pth; mmengine's full log (environment, config, hooks, per-iteration lin
 
     python tools/pretrain.py configs/pretrain/pointcontrast_minkunet34_synth.py \
         [--work-dir DIR] [--resume] [--cfg-options train_cfg.max_iters=100 ...] [--verbose]
+        [--deterministic] [--trace]
 """
 import argparse
 import os
@@ -35,6 +36,12 @@ def main(argv=None) -> int:
     parser.add_argument("--verbose", action="store_true",
                         help="mmengine's full log stream on the terminal (environment, "
                         "config, hooks, per-iteration lines) instead of a progress line")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="randomness.deterministic=True: two runs with the same seed "
+                        "write the same checkpoints, bit for bit (docs/reproducibility.md)")
+    parser.add_argument("--trace", action="store_true",
+                        help="write <work_dir>/trace.jsonl (digests of each iteration's "
+                        "batch, gradients and weights) for tools/compare_runs.py")
     args = parser.parse_args(argv)
 
     from lidarcl.engine import build_pretrain_config, run_pretraining
@@ -46,6 +53,11 @@ def main(argv=None) -> int:
                                     args.cfg_options, args.launcher, args.allow_new_keys)
     except (FileNotFoundError, ValueError) as exc:  # a bad path or key: one line, no trace
         parser.error(str(exc))
+    if args.deterministic:
+        cfg.randomness = dict(cfg.get("randomness") or {}, deterministic=True)
+    if args.trace:
+        cfg.custom_hooks = list(cfg.get("custom_hooks") or []) + [
+            dict(type="DeterminismTraceHook")]
     previous = set_terminal_output("verbose" if args.verbose else "compact")
     try:
         run_pretraining(cfg)

@@ -27,12 +27,20 @@ def main(argv=None) -> int:
     parser.add_argument("--voxel-size", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe-epochs", type=int, default=30)
-    parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--methods", nargs="*", default=None,
+                        help="stage 1 method configs (default: the four methods; none: "
+                             "stage 2 only, with --stage2-method)")
     parser.add_argument("--backbones", nargs="*", default=["voxelbackbone8x", "ptv3"],
                         help="stage 2 backbones (none: stage 1 only)")
+    parser.add_argument("--stage2-method", default=None,
+                        help="method pretrained with the stage 2 backbones (default: the "
+                             "stage 1 method with the largest gain)")
     parser.add_argument("--verbose", action="store_true",
                         help="mmengine's full log stream on the terminal for every run")
     args = parser.parse_args(argv)
+    if args.methods == [] and args.backbones and args.stage2_method is None:
+        parser.error("stage 2 without stage 1 (--methods with no names) needs "
+                     "--stage2-method")
     from lidarcl.engine.progress import set_terminal_output
     from lidarcl.errors import DataError
 
@@ -63,7 +71,8 @@ def _study(args) -> int:
     print(f"generated {args.scenes} scenes ({args.val_scenes} val) x {args.keyframes} "
           f"keyframes in {time.perf_counter() - start:.0f} s -> {data_root}", flush=True)
     rows = run_study(REPO, out, data_root, args.iters, args.voxel_size, args.seed,
-                     methods=args.methods or STUDY_METHODS, backbones=args.backbones,
+                     methods=STUDY_METHODS if args.methods is None else args.methods,
+                     backbones=args.backbones, stage2_method=args.stage2_method,
                      probe_epochs=args.probe_epochs,
                      log=lambda line: print(line, flush=True))
     print(format_table(rows))

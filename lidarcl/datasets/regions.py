@@ -4,12 +4,13 @@ regions, arXiv 2306.00349 Sec. 3.1; FAC's over-segmentation, CVPR 2023 Sec. 3.2)
 1. Ground: open3d's RANSAC plane fit (``segment_plane``: ``ransac_n = 3`` points per
    hypothesis, ``iterations`` hypotheses, inliers within ``ground_threshold`` metres) on the
    points inside ``ground_z_range`` (a scan's lowest metres, so a wall is not taken for the
-   ground), refined by least-squares fits (SVD) to its inliers until they settle; every point of the scan
-   within ``ground_threshold`` of that plane is ground. The refit matters for repeatability:
-   open3d's RANSAC runs its hypotheses on several threads and, seeded or not, returned a
-   slightly different plane in about one call of four on the real nuScenes frame; after the
-   refits the planes agreed in 19 runs of 20 and differed by 1e-5 (one point) in the last.
-   The cache makes a training run exact.
+   ground), refined by least-squares fits (SVD) to its inliers until they settle; every point
+   of the scan within ``ground_threshold`` of that plane is ground. open3d runs the RANSAC
+   hypotheses on its TBB threads, and the seeded fit then depends on their timing: 40 calls
+   with seed 0 on the real nuScenes frame returned 5 different planes. The fit therefore
+   runs with open3d limited to one thread (``open3d.utility.set_max_threads(1)``, restored
+   afterwards), where the same 40 calls, and calls in other processes, returned one plane
+   (``tests/test_determinism.py``).
 2. Regions: open3d's DBSCAN (``cluster_dbscan``, radius ``eps``, ``min_points``) on the
    other points.
 
@@ -25,6 +26,7 @@ so a change of parameters never reads stale regions. A cache that cannot be writ
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -61,6 +63,22 @@ def _open3d():
     return o3d
 
 
+@contextlib.contextmanager
+def open3d_single_thread(o3d):
+    """open3d limited to one CPU thread inside the block (a process-wide TBB limit, restored
+    on exit). An open3d without ``utility.set_max_threads`` (0.20 has it) is an ImportError
+    naming the version to install."""
+    if not hasattr(o3d.utility, "set_max_threads"):
+        raise ImportError(f"open3d {o3d.__version__} cannot be limited to one thread, which "
+                          "repeatable RANSAC ground fits need: pip install 'open3d>=0.20'")
+    previous = o3d.utility.get_max_threads()
+    o3d.utility.set_max_threads(1)
+    try:
+        yield
+    finally:
+        o3d.utility.set_max_threads(previous)
+
+
 def fit_ground_plane(xyz: np.ndarray, ground_threshold: float = 0.2, iterations: int = 200,
                      ground_z_range=(-3.0, -0.5), seed: int = 0):
     """``(plane (4,) [a, b, c, d] with unit normal, c >= 0; ground mask (N,))``, or
@@ -71,10 +89,11 @@ def fit_ground_plane(xyz: np.ndarray, ground_threshold: float = 0.2, iterations:
     low = xyz[(xyz[:, 2] >= ground_z_range[0]) & (xyz[:, 2] <= ground_z_range[1])]
     if len(low) < 3:
         return None, ground
-    o3d.utility.random.seed(int(seed))
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(low))
-    plane, inliers = cloud.segment_plane(distance_threshold=ground_threshold, ransac_n=3,
-                                         num_iterations=int(iterations))
+    with open3d_single_thread(o3d):  # seeded RANSAC repeats only on one thread (module doc)
+        o3d.utility.random.seed(int(seed))
+        plane, inliers = cloud.segment_plane(distance_threshold=ground_threshold, ransac_n=3,
+                                             num_iterations=int(iterations))
     if len(inliers) < 3:
         return None, ground
     normal = np.asarray(plane[:3], dtype=np.float64)

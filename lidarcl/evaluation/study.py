@@ -42,8 +42,12 @@ def _config(repo: str, method: str) -> str:
 
 def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float,
               seed: int = 0, methods=STUDY_METHODS, backbones=("voxelbackbone8x", "ptv3"),
-              probe_epochs: int = 30, points_per_scan: int = 20000, log=print) -> list[dict]:
-    """Run both stages; returns one row per run and writes ``<out>/study.json``."""
+              probe_epochs: int = 30, points_per_scan: int = 20000, log=print,
+              stage2_method: str | None = None) -> list[dict]:
+    """Run both stages; returns one row per run and writes ``<out>/study.json``.
+
+    Stage 2 pretrains ``stage2_method`` when given (for example the best method of an
+    earlier stage 1 run), else the stage 1 method with the largest gain."""
     from lidarcl.engine import build_pretrain_config, run_pretraining
     from lidarcl.evaluation.linear_probe import build_probe_loader, linear_probe_study
 
@@ -94,11 +98,17 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
 
     for method in methods:
         one(method, "minkunet34")
-    stage_one = [r for r in rows if r["backbone"] == "minkunet34"
-                 and r["method"] in STUDY_METHODS] or rows
-    best = max(stage_one, key=lambda r: r["gain"])
+    if not backbones:
+        return rows
+    if stage2_method is None:
+        stage_one = [r for r in rows if r["backbone"] == "minkunet34"
+                     and r["method"] in STUDY_METHODS] or rows
+        if not stage_one:
+            raise ValueError("stage 2 needs a method: run stage 1 methods or name one "
+                             "with stage2_method (--stage2-method)")
+        stage2_method = max(stage_one, key=lambda r: r["gain"])["method"]
     for backbone in backbones:
-        one(best["method"], backbone)
+        one(stage2_method, backbone)
     return rows
 
 
