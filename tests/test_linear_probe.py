@@ -395,3 +395,18 @@ def test_linear_probe_tool_slidr_protocol(tiny_dataset, tmp_path, capsys):
     assert entry["val_outside_points"] > 0 and 0 < entry["val_outside_share"] < 1
     assert f"{entry['val_outside_points']:,} ({100 * entry['val_outside_share']:.2f}%)" \
         in printed
+
+
+def test_study_table_puts_the_earlier_row_beside_each_row():
+    from lidarcl.evaluation.study import format_table
+
+    row = {"method": "prc", "backbone": "minkunet34", "miou": 0.3389, "random_miou": 0.1636,
+           "gain": 0.1753, "pretrain_seconds": 466.4}
+    new = dict(row, method="fac")
+    old = [dict(row, miou=0.3502, gain=0.1866)]
+    lines = format_table([row, new], previous=old).split("\n")
+    assert [line.count("|") for line in lines] == [9] * 4
+    assert lines[2] == "| prc | minkunet34 | 33.89 | 16.36 | +17.53 | 466 | 35.02 | +18.66 |"
+    assert lines[3].endswith("| - | - |")
+    assert format_table([row]).split("\n")[2] == ("| prc | minkunet34 | 33.89 | 16.36 | "
+                                                  "+17.53 | 466 |")

@@ -119,7 +119,7 @@ def format_table(rows: list[dict], previous: list[dict] | None = None) -> str:
     head = "| method | backbone | probe mIoU | random init | gain | pretraining s |"
     rule = "|---|---|---|---|---|---|"
     if previous is not None:
-        head = head[:-1] + " before: mIoU | before: gain |"
+        head += " before: mIoU | before: gain |"
         rule += "---|---|"
     lines = [head, rule]
     for r in rows:
