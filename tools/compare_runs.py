@@ -11,16 +11,10 @@ A and B are work dirs (their trace.jsonl and newest checkpoint are read), trace 
 checkpoint files. Exit status 0 when they agree, 1 when they differ, 2 on a bad argument.
 """
 import argparse
-import glob
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _newest_checkpoint(folder: str) -> str | None:
-    found = glob.glob(os.path.join(glob.escape(folder), "iter_*.pth"))
-    return max(found, key=lambda p: int(os.path.basename(p)[5:-4]), default=None)
 
 
 def compare_checkpoints(path_a: str, path_b: str) -> tuple[int, int, float, list[str]]:
@@ -44,14 +38,19 @@ def main(argv=None) -> int:
     parser.add_argument("first")
     parser.add_argument("second")
     args = parser.parse_args(argv)
+    from lidarcl.engine.checkpoint import find_resume_checkpoint
     from lidarcl.engine.determinism import first_divergence, read_trace
+    from lidarcl.errors import DataError
 
     traces, checkpoints = [], []
     for path in (args.first, args.second):
         if os.path.isdir(path):
             trace = os.path.join(path, "trace.jsonl")
             traces.append(trace if os.path.isfile(trace) else None)
-            checkpoints.append(_newest_checkpoint(path))
+            try:  # the checkpoint a resume would take: last_checkpoint, else the newest
+                checkpoints.append(find_resume_checkpoint(path)[0])
+            except DataError as exc:
+                parser.exit(2, f"compare_runs: error: {exc}\n")
         elif path.endswith(".jsonl") and os.path.isfile(path):
             traces.append(path), checkpoints.append(None)
         elif os.path.isfile(path):

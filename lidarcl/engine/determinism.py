@@ -3,9 +3,8 @@
 Deterministic mode (``randomness=dict(seed=..., deterministic=True)`` in a config, or
 ``--deterministic`` on the tools): mmengine's ``set_random_seed`` then turns on
 ``torch.use_deterministic_algorithms(True)`` (an op without a deterministic implementation
-raises instead of running) and cuDNN's deterministic algorithms; :func:`apply_deterministic_mode`
-adds lidarcl's part, which is listed in ``docs/reproducibility.md`` with what each source of
-variation was measured to cost.
+raises instead of running) and cuDNN's deterministic algorithms. ``docs/reproducibility.md``
+lists each source of variation found and what removes it.
 
 ``DeterminismTraceHook`` (``custom_hooks=[dict(type="DeterminismTraceHook")]``, or
 ``--trace`` on ``tools/pretrain.py``) writes ``<work_dir>/trace.jsonl``: per training
@@ -27,24 +26,7 @@ from mmengine.model import is_model_wrapper
 
 from lidarcl.registry import HOOKS
 
-__all__ = ["apply_deterministic_mode", "deterministic_mode_enabled", "DeterminismTraceHook",
-           "tensor_digest", "read_trace", "first_divergence"]
-
-
-def deterministic_mode_enabled(cfg) -> bool:
-    """Whether ``cfg`` asks for the deterministic mode (``randomness.deterministic``)."""
-    randomness = cfg.get("randomness") or {}
-    return bool(randomness.get("deterministic", False))
-
-
-def apply_deterministic_mode(enabled: bool) -> None:
-    """Switch PyTorch's deterministic algorithms on or off for this process (mmengine's
-    Runner does the same from the config; this serves runs outside a Runner, e.g. the
-    linear probe)."""
-    torch.use_deterministic_algorithms(bool(enabled))
-    torch.backends.cudnn.deterministic = bool(enabled)
-    if enabled:
-        torch.backends.cudnn.benchmark = False
+__all__ = ["DeterminismTraceHook", "tensor_digest", "read_trace", "first_divergence"]
 
 
 def tensor_digest(value) -> str | None:
