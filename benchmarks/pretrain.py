@@ -15,10 +15,18 @@ _nuscenes.py``) is built with the backbone swapped in, and one iteration is:
   by 0.5 m of ego motion and 0.5 degrees of yaw (``sweep2lidar``), and ``TemporalViews``
   runs in every iteration (``prob=1``; the configs use 0.5): an upper bound of its cost;
 * **model**: ``model.train_step`` with the config's optimizer wrapper (forward, the method's
-  losses, backward, gradient clipping, AdamW step).
+  losses, backward, gradient clipping, AdamW step), then the momentum (key) encoders' EMA
+  step for the methods that have them (FAC), as ``MomentumUpdateHook`` does in a run.
 
 One warm-up iteration, then the median of ``--iters`` iterations. The baseline of every row
 is its own data time: the ratio column is model time / data time.
+
+``--deterministic-cost``: every iteration also runs the model step a second time, on the
+same batch, with ``torch.use_deterministic_algorithms(True)`` (what ``randomness=dict(
+deterministic=True)`` / ``tools/pretrain.py --deterministic`` switches on through mmengine),
+alternating which mode goes first; the extra columns are that step's median and its ratio
+to the default step measured beside it (the cost of the deterministic mode; the data step
+is the same in both modes: the region step's RANSAC runs on one thread in either).
 Run through ``python tools/benchmark.py pretrain``.
 """
 from __future__ import annotations
@@ -54,6 +62,10 @@ def _child(args: list[str]) -> None:
     method, backbone, threads, device, iters = args[0], args[1], int(args[2]), args[3], \
         int(args[4])
     data_root, ann_file, cache_dir = args[5], args[6], args[7]
+    deterministic_cost = len(args) > 8 and args[8] == "1"
+    if deterministic_cost and device == "cuda":  # cuBLAS needs it before its first call
+        import os
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     register_all_modules()
@@ -72,30 +84,48 @@ def _child(args: list[str]) -> None:
     model = MODELS.build(model_cfg).to(device)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     model.train()
+    momentum_pairs = bool(getattr(model, "momentum_pairs", ()))
+    model.momentum_hooked = True  # the step below stands in for MomentumUpdateHook
 
     def sync():
         if device == "cuda":
             torch.cuda.synchronize()
 
-    data_times, model_times, points = [], [], 0
-    for _ in range(iters + 1):
-        t0 = time.perf_counter()
-        batch = collate_samples([dataset[i % len(dataset)] for i in range(batch_size)])
-        t1 = time.perf_counter()
+    def model_step(batch, deterministic: bool) -> float:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.deterministic = deterministic
+        start = time.perf_counter()
         losses = model.train_step(batch, optim_wrapper)
+        if momentum_pairs:  # what MomentumUpdateHook does after each iteration of a run
+            model.momentum_update(len(model_times) + len(deterministic_times),
+                                  (iters + 1) * (2 if deterministic_cost else 1))
         sync()
-        t2 = time.perf_counter()
-        data_times.append(t1 - t0)
-        model_times.append(t2 - t1)
-        points = int(batch["offsets"][-1])
+        seconds = time.perf_counter() - start
+        torch.use_deterministic_algorithms(False)
         if not all(torch.isfinite(v).all() for v in losses.values()):
             raise FloatingPointError(f"{method} x {backbone}: non-finite loss {losses}")
+        return seconds
+
+    data_times, model_times, deterministic_times, points = [], [], [], 0
+    for iteration in range(iters + 1):
+        t0 = time.perf_counter()
+        batch = collate_samples([dataset[i % len(dataset)] for i in range(batch_size)])
+        data_times.append(time.perf_counter() - t0)
+        points = int(batch["offsets"][-1])
+        order = (False, True) if iteration % 2 == 0 else (True, False)
+        for deterministic in order if deterministic_cost else (False,):
+            seconds = model_step(batch, deterministic)
+            (deterministic_times if deterministic else model_times).append(seconds)
+
     def median(values):
         return sorted(values)[len(values) // 2]
 
-    report({"batch": batch_size, "points": points, "cold_data": data_times[0],
-            "data": median(data_times[1:]), "model": median(model_times[1:]),
-            "peak_mib": peak_memory_mib(device)})
+    figures = {"batch": batch_size, "points": points, "cold_data": data_times[0],
+               "data": median(data_times[1:]), "model": median(model_times[1:]),
+               "peak_mib": peak_memory_mib(device)}
+    if deterministic_cost:
+        figures["model_deterministic"] = median(deterministic_times[1:])
+    report(figures)
 
 
 def convert_real_frame(data_root: Path, out: Path) -> Path:
@@ -133,14 +163,16 @@ def main(args) -> int:
         cache_dir = str(Path(tmp) / "regions")
         print(f"real nuScenes frame {data_root}, {args.threads} thread(s), device "
               f"{args.device}; median of {args.iters} iterations after one warm-up")
+        cost = bool(getattr(args, "deterministic_cost", False))
+        extra_head = " model s, deterministic | deterministic / default |" if cost else ""
         print("| method | backbone | batch | points | data s (cold) | data s | model s | "
-              "iteration s | data share | model / data | peak MiB |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "iteration s | data share | model / data | peak MiB |" + extra_head)
+        print("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if cost else ""))
         for method in methods:
             for backbone in backbones:
                 r = run_isolated("benchmarks.pretrain",
                                  [method, backbone, args.threads, args.device, args.iters,
-                                  data_root, ann_file, cache_dir])
+                                  data_root, ann_file, cache_dir, int(cost)])
                 if isinstance(r, str):
                     print(f"| {method} | {backbone} | failed: {r[:160]} ||||||||", flush=True)
                     continue
@@ -148,6 +180,8 @@ def main(args) -> int:
                 print(f"| {method} | {backbone} | {r['batch']} | {r['points']:,} "
                       f"| {r['cold_data']:.2f} | {r['data']:.2f} | {r['model']:.2f} "
                       f"| {total:.2f} | {100 * r['data'] / total:.1f}% "
-                      f"| {r['model'] / max(r['data'], 1e-9):.1f}x | {r['peak_mib']:.0f} |",
+                      f"| {r['model'] / max(r['data'], 1e-9):.1f}x | {r['peak_mib']:.0f} |"
+                      + (f" {r['model_deterministic']:.2f} | "
+                         f"{r['model_deterministic'] / r['model']:.2f}x |" if cost else ""),
                       flush=True)
     return 0

@@ -90,67 +90,6 @@ def test_linear_probe_tool_end_to_end(tmp_path):
         assert again[name]["miou"] == entry["miou"] and again[name]["iou"] == entry["iou"]
 
 
-def test_study_runs_a_method_and_a_second_backbone(tmp_path):
-    """tools/study.py at toy scale: stage 1 (one method) and stage 2 (one more backbone)."""
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(repo / "tools"))
-    import study as tool
-
-    assert tool.main(["--out", str(tmp_path), "--scenes", "2", "--val-scenes", "1",
-                      "--keyframes", "2", "--iters", "1", "--voxel-size", "0.6",
-                      "--probe-epochs", "1", "--methods", "pointcontrast",
-                      "--backbones", "voxelbackbone8x"]) == 0
-    rows = json.loads((tmp_path / "study.json").read_text())
-    assert [(r["method"], r["backbone"]) for r in rows] == [
-        ("pointcontrast", "minkunet34"), ("pointcontrast", "voxelbackbone8x")]
-    for row in rows:
-        assert 0.0 <= row["miou"] <= 1.0 and 0.0 <= row["random_miou"] <= 1.0
-        assert row["gain"] == pytest.approx(row["miou"] - row["random_miou"])
-
-
-def test_study_stage_two_alone_needs_its_method(capsys):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import study as tool
-
-    with pytest.raises(SystemExit) as exit_info:
-        tool.main(["--out", "unused", "--methods", "--backbones", "ptv3"])
-    assert exit_info.value.code == 2
-    assert "--stage2-method" in capsys.readouterr().err
-
-
-# --- points outside the voxel grid, SLidR's protocol (issue 12) ---------------------------
-
-SYNTH_PROBE_BASE = "configs/pretrain/pointcontrast_minkunet34_synth.py"
-
-
-def _numpy_cm(pred, target, k, inside, ignore=255):
-    """Independent reference: (K, K + 1) counts, outside points in the last column."""
-    cm = np.zeros((k, k + 1), dtype=np.int64)
-    for p, t, i in zip(pred, target, inside):
-        if t == ignore:
-            continue
-        cm[t, p if i else k] += 1
-    return cm
-
-
-def _numpy_miou(cm):
-    k = cm.shape[0]
-    ious = []
-    for c in range(k):
-        tp = cm[c, c]
-        fn = cm[c].sum() - tp           # includes the points without a prediction
-        fp = cm[:k, c].sum() - tp       # predictions of c for other classes
-        if tp + fn + fp:
-            ious.append(tp / (tp + fn + fp))
-    return float(np.mean(ious))
-
-
 def test_confusion_matrix_with_unpredicted_points():
     # target 0 twice predicted nothing (-1), once 0; target 1 predicted 0
     cm = confusion_matrix([0, -1, -1, 0, 1], [0, 0, 0, 1, 255], 2, ignore_index=255,
@@ -395,18 +334,3 @@ def test_linear_probe_tool_slidr_protocol(tiny_dataset, tmp_path, capsys):
     assert entry["val_outside_points"] > 0 and 0 < entry["val_outside_share"] < 1
     assert f"{entry['val_outside_points']:,} ({100 * entry['val_outside_share']:.2f}%)" \
         in printed
-
-
-def test_study_table_puts_the_earlier_row_beside_each_row():
-    from lidarcl.evaluation.study import format_table
-
-    row = {"method": "prc", "backbone": "minkunet34", "miou": 0.3389, "random_miou": 0.1636,
-           "gain": 0.1753, "pretrain_seconds": 466.4}
-    new = dict(row, method="fac")
-    old = [dict(row, miou=0.3502, gain=0.1866)]
-    lines = format_table([row, new], previous=old).split("\n")
-    assert [line.count("|") for line in lines] == [9] * 4
-    assert lines[2] == "| prc | minkunet34 | 33.89 | 16.36 | +17.53 | 466 | 35.02 | +18.66 |"
-    assert lines[3].endswith("| - | - |")
-    assert format_table([row]).split("\n")[2] == ("| prc | minkunet34 | 33.89 | 16.36 | "
-                                                  "+17.53 | 466 |")

@@ -13,6 +13,7 @@ nuscenes-devkit numpy path, and the pooling kernels deterministic vs atomic (see
 ``pretrain``: seconds per pretraining iteration, its data-loading share and peak memory per
 method x backbone on the real nuScenes frame (``benchmarks/pretrain.py``)
     python tools/benchmark.py pretrain [--threads 2] [--methods ...] [--backbones ...]
+        [--deterministic-cost]
 """
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--methods", nargs="+", default=None)
     pt.add_argument("--backbones", nargs="+", default=None)
     pt.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
+    pt.add_argument("--deterministic-cost", action="store_true",
+                    help="also time each model step with torch's deterministic algorithms "
+                         "(the --deterministic mode) on the same batch, and the ratio")
     return parser
 
 

@@ -5,11 +5,20 @@ one budget (lidarcl/evaluation/study.py). Prints the table and writes <out>/stud
 Each pretraining shows a progress line (iteration, loss, ETA) and keeps mmengine's full log
 in its work dir (<out>/<method>_<backbone>/<timestamp>/); --verbose streams that log too.
 
-    python tools/study.py --out outputs/study [--scenes 10 --val-scenes 2 --keyframes 4
-        --iters 100 --voxel-size 0.2 --seed 0] [--verbose]
+    python tools/study.py --out outputs/study [--scenes 24 --val-scenes 16 --keyframes 4
+        --iters 80 --voxel-size 0.2] [--seed 0 | --seeds 0 1 2] [--resume] [--verbose]
+
+With ``--seeds 0 1 2`` every seed regenerates the dataset with that seed and reruns every
+pretraining and probe under <out>/seed<k>/; stage 1 runs at every seed first, stage 2 then
+takes the method with the largest mean gain (or --stage2-method) at every seed, and the tool
+prints mean +- std over the seeds per row, marking which rows are above others by more than
+the spread, and writes <out>/summary.json. ``--resume`` continues an interrupted study: rows
+already in a seed's study.json (same settings) are kept, not rerun.
 """
 import argparse
+import json
 import os
+import shutil
 import sys
 import time
 
@@ -20,12 +29,20 @@ sys.path.insert(0, REPO)
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/study")
-    parser.add_argument("--scenes", type=int, default=10)
-    parser.add_argument("--val-scenes", type=int, default=2)
+    parser.add_argument("--scenes", type=int, default=24)
+    parser.add_argument("--val-scenes", type=int, default=16,
+                        help="validation scenes (16: sized by tools/val_spread.py, README)")
     parser.add_argument("--keyframes", type=int, default=4)
-    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--iters", type=int, default=80)
     parser.add_argument("--voxel-size", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None,
+                       help="one seed, results directly under --out (default 0)")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="several seeds: data and every run again per seed, under "
+                            "<out>/seed<k>/, and mean +- std per row")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows an earlier run of the same study finished")
     parser.add_argument("--probe-epochs", type=int, default=30)
     parser.add_argument("--methods", nargs="*", default=None,
                         help="stage 1 method configs (default: the four methods; none: "
@@ -34,13 +51,15 @@ def main(argv=None) -> int:
                         help="stage 2 backbones (none: stage 1 only)")
     parser.add_argument("--stage2-method", default=None,
                         help="method pretrained with the stage 2 backbones (default: the "
-                             "stage 1 method with the largest gain)")
+                             "stage 1 method with the largest (mean) gain)")
     parser.add_argument("--verbose", action="store_true",
                         help="mmengine's full log stream on the terminal for every run")
     args = parser.parse_args(argv)
     if args.methods == [] and args.backbones and args.stage2_method is None:
         parser.error("stage 2 without stage 1 (--methods with no names) needs "
                      "--stage2-method")
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds repeats a seed: {args.seeds}")
     from lidarcl.engine.progress import set_terminal_output
     from lidarcl.errors import DataError
 
@@ -54,28 +73,105 @@ def main(argv=None) -> int:
         set_terminal_output(previous)
 
 
-def _study(args) -> int:
+def _settings(args, seed: int) -> dict:
+    return {"scenes": args.scenes, "val_scenes": args.val_scenes, "keyframes": args.keyframes,
+            "iters": args.iters, "voxel_size": args.voxel_size, "seed": seed,
+            "probe_epochs": args.probe_epochs}
+
+
+def _prepare(args, out: str, seed: int) -> tuple[str, list]:
+    """The seed's dataset under <out>/data (generated unless a resumed run already did it)
+    and the rows an earlier run finished (``--resume``)."""
     from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
     from lidarcl.datasets.synthetic import generate_dataset
-    from lidarcl.evaluation.study import STUDY_METHODS, format_table, run_study
+    from lidarcl.utils.fileio import atomic_write_bytes
+
+    os.makedirs(out, exist_ok=True)
+    settings_path = os.path.join(out, "settings.json")
+    study_path = os.path.join(out, "study.json")
+    settings = _settings(args, seed)
+    earlier = json.load(open(settings_path)) if os.path.isfile(settings_path) else None
+    done = []
+    if args.resume and earlier is not None:
+        if earlier != settings:
+            raise ValueError(f"{settings_path}: the earlier study used {earlier}, not "
+                             f"{settings}; resume it with the same arguments or choose "
+                             "another --out")
+        if os.path.isfile(study_path):
+            done = json.load(open(study_path))
+    elif os.path.isfile(study_path):
+        raise FileExistsError(f"{study_path} holds an earlier study: pass --resume to "
+                              "continue it, or choose another --out")
+    data_root = os.path.join(out, "data")
+    if done or (args.resume and earlier == settings and os.path.isfile(
+            os.path.join(data_root, "nuscenes_infos_val.json"))):
+        return data_root, done
+    start = time.perf_counter()
+    # regions cached for an earlier dataset here are keyed by sample tokens that the new
+    # one reuses: they go with the data they were computed from
+    shutil.rmtree(os.path.join(data_root, "regions"), ignore_errors=True)
+    generate_dataset(data_root, scenes=args.scenes, keyframes=args.keyframes, seed=seed,
+                     image_size=(320, 180), sweeps_per_keyframe=0, val_scenes=args.val_scenes,
+                     overwrite=True)
+    create_nuscenes_infos(data_root, "v1.0-synthetic", data_root)
+    atomic_write_bytes(settings_path, json.dumps(settings, indent=2).encode())
+    print(f"seed {seed}: generated {args.scenes} scenes ({args.val_scenes} val) x "
+          f"{args.keyframes} keyframes in {time.perf_counter() - start:.0f} s -> {data_root}",
+          flush=True)
+    return data_root, done
+
+
+def _study(args) -> int:
+    from lidarcl.evaluation.study import (STUDY_METHODS, format_seed_table, format_table,
+                                          run_study, summarize_seeds)
+    from lidarcl.utils.fileio import atomic_write_bytes
     from lidarcl.utils.setup_env import register_all_modules
 
     register_all_modules()
     out = os.path.abspath(args.out)
-    data_root = os.path.join(out, "data")
+    methods = STUDY_METHODS if args.methods is None else args.methods
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    common = dict(iters=args.iters, voxel_size=args.voxel_size,
+                  probe_epochs=args.probe_epochs, log=log)
+    if args.seeds is None:  # one seed, directly under --out
+        seed = 0 if args.seed is None else args.seed
+        data_root, done = _prepare(args, out, seed)
+        rows = run_study(REPO, out, data_root, seed=seed, methods=methods,
+                         backbones=args.backbones, stage2_method=args.stage2_method,
+                         done=done, **common)
+        print(format_table(rows))
+        return 0
+
     start = time.perf_counter()
-    generate_dataset(data_root, scenes=args.scenes, keyframes=args.keyframes, seed=args.seed,
-                     image_size=(320, 180), sweeps_per_keyframe=0, val_scenes=args.val_scenes,
-                     overwrite=True)
-    create_nuscenes_infos(data_root, "v1.0-synthetic", data_root)
-    print(f"generated {args.scenes} scenes ({args.val_scenes} val) x {args.keyframes} "
-          f"keyframes in {time.perf_counter() - start:.0f} s -> {data_root}", flush=True)
-    rows = run_study(REPO, out, data_root, args.iters, args.voxel_size, args.seed,
-                     methods=STUDY_METHODS if args.methods is None else args.methods,
-                     backbones=args.backbones, stage2_method=args.stage2_method,
-                     probe_epochs=args.probe_epochs,
-                     log=lambda line: print(line, flush=True))
-    print(format_table(rows))
+    folders = {seed: os.path.join(out, f"seed{seed}") for seed in args.seeds}
+    prepared = {seed: _prepare(args, folders[seed], seed) for seed in args.seeds}
+    rows_by_seed = {}
+    for seed in args.seeds:  # stage 1 at every seed first: stage 2 takes the mean best
+        log(f"== seed {seed}: stage 1")
+        data_root, done = prepared[seed]
+        rows_by_seed[seed] = run_study(REPO, folders[seed], data_root, seed=seed,
+                                       methods=methods, backbones=[], done=done, **common)
+    stage2_method = args.stage2_method
+    if args.backbones and stage2_method is None:
+        stage_one = [r for r in summarize_seeds(rows_by_seed)
+                     if r["backbone"] == "minkunet34" and r["method"] != "random"]
+        preferred = [r for r in stage_one if r["method"] in STUDY_METHODS] or stage_one
+        stage2_method = max(preferred, key=lambda r: r["gain"][0])["method"]
+        log(f"stage 2 takes {stage2_method}: the largest mean gain over the seeds")
+    if args.backbones:
+        for seed in args.seeds:
+            log(f"== seed {seed}: stage 2 ({stage2_method})")
+            data_root, done = prepared[seed]  # done: a resumed run's stage 2 rows too
+            rows_by_seed[seed] = run_study(REPO, folders[seed], data_root, seed=seed,
+                                           methods=methods, backbones=args.backbones,
+                                           stage2_method=stage2_method,
+                                           done=rows_by_seed[seed] + done, **common)
+    summary = summarize_seeds(rows_by_seed)
+    atomic_write_bytes(os.path.join(out, "summary.json"), json.dumps(
+        {"settings": {k: v for k, v in _settings(args, None).items() if k != "seed"},
+         "seeds": args.seeds, "stage2_method": stage2_method, "rows": summary,
+         "wall_seconds_this_invocation": time.perf_counter() - start}, indent=2).encode())
+    print(format_seed_table(summary))
     return 0
 
 

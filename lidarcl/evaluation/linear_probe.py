@@ -330,11 +330,13 @@ def train_linear_head_slidr(backbone: nn.Module, loader, lut, num_classes: int,
 
 @torch.no_grad()
 def evaluate_probe(backbone: nn.Module, head: nn.Module, loader, lut, num_classes: int,
-                   device="cpu", stats: dict | None = None) -> np.ndarray:
+                   device="cpu", stats: dict | None = None,
+                   per_batch: list | None = None) -> np.ndarray:
     """Confusion matrix ``(K, K + 1)`` over every labelled validation point (module doc):
     ``cm[t, p]`` for the points inside the grid, ``cm[t, K]`` for those outside it (no
     prediction: a false negative of ``t``). ``stats`` receives ``val_labelled_points`` and
-    ``val_outside_points``."""
+    ``val_outside_points``; ``per_batch`` receives each batch's own matrix (one per scan
+    with :func:`build_probe_loader`'s batches of one)."""
     backbone.eval()
     head = head.cpu()
     cm = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
@@ -345,8 +347,11 @@ def evaluate_probe(backbone: nn.Module, head: nn.Module, loader, lut, num_classe
         pred[point_to_voxel < 0] = NO_PREDICTION
         label = _labels(batch, lut)
         _add_outside(stats, "val", label, point_to_voxel)
-        cm += confusion_matrix(pred.numpy(), label.numpy(), num_classes, ignore_index=IGNORE,
-                               no_prediction=NO_PREDICTION)
+        batch_cm = confusion_matrix(pred.numpy(), label.numpy(), num_classes,
+                                    ignore_index=IGNORE, no_prediction=NO_PREDICTION)
+        cm += batch_cm
+        if per_batch is not None:
+            per_batch.append(batch_cm)
     return cm
 
 

@@ -2,11 +2,23 @@
 best method x each backbone, against random initialisation, with the same budget for every
 run, on a generated dataset (``tools/study.py``).
 
+Every pretraining runs in the deterministic mode (``randomness.deterministic``): the same
+command repeats a row bit for bit on the same machine, so the spread over seeds is the
+spread of the data and initialisation, not of thread timing.
+
 Stage 1 pretrains each method config (``configs/pretrain/<method>_minkunet34_synth.py``) for
 ``iters`` iterations; stage 2 takes the method whose probe gains most over random
 initialisation and pretrains it with each other backbone. Every run shares the data, the
 seed, the iteration budget, the voxel size and the probe settings; the random baseline is
 probed once per backbone, with the same seed.
+
+Over several seeds (``tools/study.py --seeds``) every seed regenerates the dataset and
+reruns every row; :func:`summarize_seeds` gives each row's mean and sample standard
+deviation, and :func:`beyond_spread` is the one rule by which a table may call two rows
+different: their ``mean +- std`` intervals do not overlap. With three seeds that is a
+loose, descriptive rule, not a significance test; rows it does not separate are ties.
+:func:`subset_spread` measures how much of a row's spread the choice of validation scenes
+alone contributes (``tools/val_spread.py``), which sized the study's validation split.
 """
 from __future__ import annotations
 
@@ -15,7 +27,8 @@ import json
 import os
 import time
 
-__all__ = ["STUDY_METHODS", "STUDY_VARIANTS", "STUDY_BACKBONES", "run_study", "format_table"]
+__all__ = ["STUDY_METHODS", "STUDY_VARIANTS", "STUDY_BACKBONES", "run_study", "format_table",
+           "summarize_seeds", "beyond_spread", "format_seed_table", "subset_spread"]
 
 STUDY_METHODS = ("pointcontrast", "prc", "fac", "cmae")
 # variants measured beside the methods' defaults (README study): Point-CMAE's cosine
@@ -43,20 +56,31 @@ def _config(repo: str, method: str) -> str:
 def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float,
               seed: int = 0, methods=STUDY_METHODS, backbones=("voxelbackbone8x", "ptv3"),
               probe_epochs: int = 30, points_per_scan: int = 20000, log=print,
-              stage2_method: str | None = None) -> list[dict]:
+              stage2_method: str | None = None, done: list[dict] | None = None) -> list[dict]:
     """Run both stages; returns one row per run and writes ``<out>/study.json``.
 
     Stage 2 pretrains ``stage2_method`` when given (for example the best method of an
-    earlier stage 1 run), else the stage 1 method with the largest gain."""
+    earlier stage 1 run), else the stage 1 method with the largest gain. ``done``: rows of an
+    earlier, interrupted run with the same settings (its ``study.json``); they are kept and
+    their (method, backbone) are not run again."""
     from lidarcl.engine import build_pretrain_config, run_pretraining
     from lidarcl.evaluation.linear_probe import build_probe_loader, linear_probe_study
 
     rows, random_cache = [], {}
+    earlier = {(r["method"], r["backbone"]): r for r in done or []}
     backbone_cfgs = STUDY_BACKBONES(voxel_size)
     loaders = None
 
     def one(method: str, backbone: str) -> dict:
         nonlocal loaders
+        if (method, backbone) in earlier:
+            row = earlier[(method, backbone)]
+            random_cache.setdefault(backbone, {"miou": row["random_miou"]})
+            log(f"{method} x {backbone}: already measured (study.json): probe mIoU "
+                f"{100 * row['miou']:.2f} vs random {100 * row['random_miou']:.2f}")
+            rows.append(row)
+            _write_rows(out, rows, earlier)
+            return row
         work_dir = os.path.join(out, f"{method}_{backbone}")
         options = {"train_dataloader.dataset.data_root": data_root.rstrip("/") + "/",
                    "train_dataloader.num_workers": 0,
@@ -66,6 +90,8 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
                    "default_hooks.logger.interval": 20,
                    "randomness.seed": seed}
         cfg = build_pretrain_config(_config(repo, method), work_dir, False, options)
+        # bit-for-bit repeatable runs (docs/reproducibility.md), at no measured cost
+        cfg.randomness = dict(cfg.get("randomness") or {}, deterministic=True)
         cfg.model.backbone = copy.deepcopy(backbone_cfgs[backbone])
         start = time.perf_counter()
         run_pretraining(cfg)
@@ -92,8 +118,7 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
             f"{100 * row['random_miou']:.2f} ({100 * row['gain']:+.2f}), pretraining "
             f"{seconds:.0f} s")
         rows.append(row)
-        with open(os.path.join(out, "study.json"), "w") as handle:
-            json.dump(rows, handle, indent=2)
+        _write_rows(out, rows, earlier)
         return row
 
     for method in methods:
@@ -110,6 +135,16 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
     for backbone in backbones:
         one(stage2_method, backbone)
     return rows
+
+
+def _write_rows(out: str, rows: list[dict], earlier: dict) -> None:
+    """``<out>/study.json`` (atomically): this run's rows, then the earlier run's rows this
+    run has not reached (yet), so that an interrupted resume loses nothing."""
+    from lidarcl.utils.fileio import atomic_write_bytes
+
+    reached = {(r["method"], r["backbone"]) for r in rows}
+    kept = rows + [r for key, r in earlier.items() if key not in reached]
+    atomic_write_bytes(os.path.join(out, "study.json"), json.dumps(kept, indent=2).encode())
 
 
 def format_table(rows: list[dict], previous: list[dict] | None = None) -> str:
@@ -132,3 +167,118 @@ def format_table(rows: list[dict], previous: list[dict] | None = None) -> str:
                      else " - | - |")
         lines.append(line)
     return "\n".join(lines)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``; 0 for one value)."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def summarize_seeds(rows_by_seed: dict[int, list[dict]]) -> list[dict]:
+    """One summary row per (method, backbone) over the seeds, in first-seen order, then a
+    ``random`` row per backbone (random initialisation, probed at every seed): ``miou``,
+    ``gain`` and ``pretrain_seconds`` as ``(mean, std)`` over the seeds that ran the row
+    (``seeds``). ``gain`` is the mean and spread of the per-seed gains (each seed's
+    pretrained mIoU minus its own random one: the pair shares data and probe seed)."""
+    keys, per_key, random_per_backbone = [], {}, {}
+    for seed in sorted(rows_by_seed):
+        for row in rows_by_seed[seed]:
+            key = (row["method"], row["backbone"])
+            if key not in per_key:
+                keys.append(key)
+                per_key[key] = []
+            per_key[key].append(row)
+            random_per_backbone.setdefault(row["backbone"], {})[seed] = row["random_miou"]
+    summary = []
+    for method, backbone in keys:
+        rows = per_key[(method, backbone)]
+        summary.append({"method": method, "backbone": backbone,
+                        "seeds": [r["seed"] for r in rows],
+                        "miou": _mean_std([r["miou"] for r in rows]),
+                        "gain": _mean_std([r["gain"] for r in rows]),
+                        "pretrain_seconds": _mean_std([r["pretrain_seconds"] for r in rows])})
+    for backbone, by_seed in random_per_backbone.items():
+        seeds = sorted(by_seed)
+        summary.append({"method": "random", "backbone": backbone, "seeds": seeds,
+                        "miou": _mean_std([by_seed[s] for s in seeds]),
+                        "gain": (0.0, 0.0), "pretrain_seconds": (0.0, 0.0)})
+    return summary
+
+
+def beyond_spread(a: dict, b: dict) -> bool:
+    """Whether summary rows ``a`` and ``b`` differ by more than their spread: their
+    ``mean +- std`` intervals of probe mIoU do not overlap (``|mean_a - mean_b| > std_a +
+    std_b``). Needs at least two seeds in each: one run has no measured spread."""
+    if len(a["seeds"]) < 2 or len(b["seeds"]) < 2:
+        return False
+    (mean_a, std_a), (mean_b, std_b) = a["miou"], b["miou"]
+    return abs(mean_a - mean_b) > std_a + std_b
+
+
+def format_seed_table(summary: list[dict]) -> str:
+    """Markdown table of :func:`summarize_seeds`: mean +- std over the seeds, and per row
+    the rows of the same backbone it is above by more than the spread
+    (:func:`beyond_spread`); a row above none is not separated from the rows below it."""
+    lines = ["| method | backbone | seeds | probe mIoU | gain over random | pretraining s | "
+             "above, beyond the spread |", "|---|---|---|---|---|---|---|"]
+    for row in summary:
+        above = [other["method"] for other in summary
+                 if other is not row and other["backbone"] == row["backbone"]
+                 and other["miou"][0] < row["miou"][0] and beyond_spread(row, other)]
+        (miou, miou_std), (gain, gain_std) = row["miou"], row["gain"]
+        gain_text = "-" if row["method"] == "random" else f"{100 * gain:+.2f} +- {100 * gain_std:.2f}"
+        seconds = ("-" if row["method"] == "random"
+                   else f"{row['pretrain_seconds'][0]:.0f}")
+        lines.append(f"| {row['method']} | {row['backbone']} | {len(row['seeds'])} | "
+                     f"{100 * miou:.2f} +- {100 * miou_std:.2f} | {gain_text} | {seconds} | "
+                     f"{', '.join(above) or '-'} |")
+    return "\n".join(lines)
+
+
+def subset_spread(per_scene: dict[str, "np.ndarray"], sizes, draws: int = 1000,
+                  seed: int = 0) -> list[dict]:
+    """Spread of the probe mIoU due to the choice of validation scenes alone.
+
+    ``per_scene[name]`` is a ``(S, K, K + 1)`` stack of one backbone's confusion matrices,
+    one per validation scene of a pool of ``S`` (same scenes, same order, for every name).
+    For each size ``k`` in ``sizes``, ``draws`` subsets of ``k`` scenes are drawn without
+    replacement from the pool (every subset once when there are at most ``draws``; the same
+    subsets for every name) and scored by the mIoU of their summed matrix. Returns per size: ``std`` (per name) and ``pair_std`` (per pair of
+    names: the spread of the difference between the two on the same subsets, which is what
+    ranking two rows on one validation split needs), each scaled by the finite-population
+    factor ``sqrt((S - 1) / (S - k))`` to stand for scenes drawn from an unbounded pool
+    (exact for a mean of per-scene values, first-order for the mIoU), and ``mean``."""
+    import itertools
+    import math
+
+    import numpy as np
+
+    from lidarcl.evaluation.segmentation import mean_iou
+
+    names = list(per_scene)
+    pool = len(per_scene[names[0]])
+    if any(len(per_scene[n]) != pool for n in names):
+        raise ValueError("every backbone needs one matrix per scene of the same pool")
+    rng = np.random.default_rng(seed)
+    results = []
+    for size in sizes:
+        if not 1 <= size < pool:
+            raise ValueError(f"subset size {size} must be in [1, {pool - 1}] for a pool of "
+                             f"{pool} scenes")
+        if math.comb(pool, size) <= draws:  # every subset once: the exact spread
+            subsets = [np.array(c) for c in itertools.combinations(range(pool), size)]
+        else:
+            subsets = [rng.choice(pool, size=size, replace=False) for _ in range(draws)]
+        scores = {n: np.array([mean_iou(per_scene[n][idx].sum(0)) for idx in subsets])
+                  for n in names}
+        factor = float(np.sqrt((pool - 1) / (pool - size)))
+        results.append({
+            "scenes": int(size),
+            "mean": {n: float(scores[n].mean()) for n in names},
+            "std": {n: factor * float(scores[n].std(ddof=1)) for n in names},
+            "pair_std": {f"{a} - {b}": factor * float((scores[a] - scores[b]).std(ddof=1))
+                         for a, b in itertools.combinations(names, 2)}})
+    return results

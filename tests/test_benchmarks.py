@@ -1,0 +1,33 @@
+"""The benchmark scripts run end to end (their figures are measurements, not asserted; what
+is asserted is that every row is measured and complete)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_pretrain_benchmark_measures_a_momentum_method_in_both_modes(real_data):
+    """FAC has momentum key encoders, which refuse to train without their hook: the
+    benchmark steps them itself (it failed on FAC before), and --deterministic-cost times
+    the step in the deterministic mode beside the default one."""
+    root = real_data.require_nuscenes()
+    if not (root / "v1.0-mini" / "sample.json").is_file():
+        pytest.skip(f"the pretrain benchmark reads v1.0-mini tables; {root} has none")
+    proc = subprocess.run(
+        [sys.executable, "tools/benchmark.py", "pretrain", "--methods", "fac", "--backbones",
+         "voxelbackbone8x", "--iters", "1", "--deterministic-cost", "--data-root", str(root)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| fac |")]
+    assert len(rows) == 1 and "failed" not in rows[0], proc.stdout
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert len(cells) == 13  # 11 columns and the two of the deterministic mode
+    model, deterministic, ratio = float(cells[6]), float(cells[11]), cells[12]
+    assert model > 0 and deterministic > 0
+    assert ratio.endswith("x")  # printed cells are rounded to 0.01
+    assert float(ratio[:-1]) == pytest.approx(deterministic / model, abs=0.011)
