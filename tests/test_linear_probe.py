@@ -90,6 +90,33 @@ def test_linear_probe_tool_end_to_end(tmp_path):
         assert again[name]["miou"] == entry["miou"] and again[name]["iou"] == entry["iou"]
 
 
+# --- points outside the voxel grid, SLidR's protocol (issue 12) ---------------------------
+
+SYNTH_PROBE_BASE = "configs/pretrain/pointcontrast_minkunet34_synth.py"
+
+
+def _numpy_cm(pred, target, k, inside, ignore=255):
+    """Independent reference: (K, K + 1) counts, outside points in the last column."""
+    cm = np.zeros((k, k + 1), dtype=np.int64)
+    for p, t, i in zip(pred, target, inside):
+        if t == ignore:
+            continue
+        cm[t, p if i else k] += 1
+    return cm
+
+
+def _numpy_miou(cm):
+    k = cm.shape[0]
+    ious = []
+    for c in range(k):
+        tp = cm[c, c]
+        fn = cm[c].sum() - tp           # includes the points without a prediction
+        fp = cm[:k, c].sum() - tp       # predictions of c for other classes
+        if tp + fn + fp:
+            ious.append(tp / (tp + fn + fp))
+    return float(np.mean(ious))
+
+
 def test_confusion_matrix_with_unpredicted_points():
     # target 0 twice predicted nothing (-1), once 0; target 1 predicted 0
     cm = confusion_matrix([0, -1, -1, 0, 1], [0, 0, 0, 1, 255], 2, ignore_index=255,

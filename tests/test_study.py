@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lidarcl.evaluation.study import (beyond_spread, format_seed_table, format_table,
-                                      subset_spread, summarize_seeds)
+from lidarcl.evaluation.study import (beyond_spread, choose_stage2_method,
+                                      format_seed_table, format_table, subset_spread,
+                                      summarize_seeds)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -33,33 +34,54 @@ def test_summary_over_seeds_by_hand():
     assert list(summary) == ["prc", "fac", "random"]
     prc, fac, random = summary["prc"], summary["fac"], summary["random"]
     assert prc["seeds"] == [0, 1, 2] and fac["seeds"] == [0, 1]
+    assert prc["per_seed_miou"] == {"0": 0.30, "1": 0.34, "2": 0.32}
     assert prc["miou"] == pytest.approx((0.32, 0.02))          # sample std of .30 .34 .32
     assert prc["gain"] == pytest.approx((0.20, 0.0), abs=1e-12)  # each seed gains 0.20
     assert prc["pretrain_seconds"] == pytest.approx((20.0, np.std([10, 10, 40], ddof=1)))
     assert fac["miou"] == pytest.approx((0.23, np.std([0.20, 0.26], ddof=1)))
     assert random["miou"] == pytest.approx((0.12, 0.02)) and random["seeds"] == [0, 1, 2]
-    # |0.32 - 0.12| > 0.02 + 0.02; |0.32 - 0.23| = 0.09 > 0.02 + 0.0424
+    # paired over common seeds: prc - random = .20 .20 .20 (std 0); prc - fac = .10 .08
     assert beyond_spread(prc, random) and beyond_spread(prc, fac)
-    assert not beyond_spread(prc, dict(prc, miou=(0.27, 0.04)))  # 0.05 < 0.02 + 0.04
+    # .30 .34 .32 against .35 .29 .33: differences .05 -.05 .01, mean .0033 < std .05
+    noisy = dict(prc, per_seed_miou={"0": 0.35, "1": 0.29, "2": 0.33})
+    assert not beyond_spread(prc, noisy)
+    # one common seed has no spread, whatever the gap
+    assert not beyond_spread(fac, dict(random, per_seed_miou={"1": 0.0, "2": 0.0}))
     single = summarize_seeds({0: rows[0]})[0]
     assert single["miou"] == pytest.approx((0.30, 0.0))
-    assert not beyond_spread(single, dict(single, miou=(0.0, 0.0)))  # one seed: no spread
+    assert not beyond_spread(single, dict(single, per_seed_miou={"0": 0.0}))
 
 
 def test_seed_table_marks_only_differences_beyond_the_spread():
-    rows = {s: [_row("a", s, m_a, r), _row("b", s, m_b, r), _row("c", s, m_c, r)]
-            for s, (m_a, m_b, m_c, r) in enumerate([(0.40, 0.39, 0.20, 0.10),
-                                                    (0.42, 0.44, 0.22, 0.12),
-                                                    (0.44, 0.40, 0.24, 0.11)])}
+    """d trails a by 1 point at every seed (separated although their intervals overlap);
+    b swings around a (not separated although its mean is 1 point lower)."""
+    values = [(0.40, 0.39, 0.20, 0.39, 0.10), (0.42, 0.44, 0.22, 0.41, 0.12),
+              (0.44, 0.40, 0.24, 0.43, 0.11)]
+    rows = {s: [_row(m, s, v, r) for m, v in zip("abcd", seed_values[:4])]
+            for s, seed_values in enumerate(values) for r in [seed_values[4]]}
     lines = format_seed_table(summarize_seeds(rows)).split("\n")
     assert lines[0].startswith("| method | backbone | seeds | probe mIoU |")
     by_method = {line.split(" | ")[0][2:]: line for line in lines[2:]}
-    # a: 42.00 +- 2.00, b: 41.00 +- 2.65 overlap; both clear c (22 +- 2) and random
     assert by_method["a"] == ("| a | minkunet34 | 3 | 42.00 +- 2.00 | +31.00 +- 1.73 | 10 | "
-                              "c, random |")
-    assert by_method["b"].endswith("| c, random |")
+                              "c, d, random |")
+    assert by_method["b"].endswith("| c, random |")   # b - d: 0, .03, -.03
+    assert by_method["d"].endswith("| c, random |")
     assert by_method["c"].endswith("| random |")
     assert by_method["random"] == "| random | minkunet34 | 3 | 11.00 +- 1.00 | - | - | - |"
+
+
+def test_stage_two_takes_the_largest_mean_gain():
+    rows = {0: [_row("prc", 0, 0.40, 0.1), _row("fac", 0, 0.30, 0.1)],
+            1: [_row("prc", 1, 0.20, 0.1), _row("fac", 1, 0.35, 0.1)],
+            2: [_row("prc", 2, 0.30, 0.1), _row("fac", 2, 0.32, 0.1),
+                _row("pointcontrast-mv4", 2, 0.90, 0.1)]}
+    # seed 0 alone would take prc; the means are prc .30, fac .323; a variant is not taken
+    # while one of the four methods ran
+    assert choose_stage2_method(rows[0]) == "prc"
+    assert choose_stage2_method(summarize_seeds(rows)) == "fac"
+    assert choose_stage2_method([_row("cmae-cosine", 0, 0.2, 0.1)]) == "cmae-cosine"
+    with pytest.raises(ValueError, match="stage 2 needs a method"):
+        choose_stage2_method([_row("prc", 0, 0.2, 0.1, backbone="ptv3")])
 
 
 def test_subset_spread_enumerates_every_subset_like_numpy():
@@ -77,18 +99,63 @@ def test_subset_spread_enumerates_every_subset_like_numpy():
     for entry in result:
         k = entry["scenes"]
         subsets = list(itertools.combinations(range(pool), k))
+        assert entry["subsets"] == len(subsets) and entry["exhaustive"]
         scores = {n: np.array([miou(per_scene[n][list(c)].sum(0)) for c in subsets])
                   for n in per_scene}
-        factor = np.sqrt((pool - 1) / (pool - k))
-        for n in per_scene:
+        factor = np.sqrt(pool / (pool - k))   # to an unbounded pool; variance over all
+        for n in per_scene:                   # subsets (ddof 0)
             assert entry["mean"][n] == pytest.approx(scores[n].mean())
-            assert entry["std"][n] == pytest.approx(factor * scores[n].std(ddof=1))
+            assert entry["std"][n] == pytest.approx(factor * scores[n].std())
         assert entry["pair_std"]["x - y"] == pytest.approx(
-            factor * (scores["x"] - scores["y"]).std(ddof=1))
-    sampled = subset_spread(per_scene, [3], draws=5)  # fewer draws than the 20 subsets
-    assert sampled[0]["std"]["x"] > 0
-    with pytest.raises(ValueError, match="subset size 6"):
-        subset_spread(per_scene, [6])
+            factor * (scores["x"] - scores["y"]).std())
+
+
+def test_subset_spread_of_a_mean_matches_the_unbounded_pool():
+    """Per-scene matrices whose mIoU is linear in the scenes (one class, each scene all
+    correct or all wrong): the subset mIoU is the mean of per-scene 0/1 values, for which
+    the scaled spread is exactly s / sqrt(k) (s: the pool's sample std)."""
+    correct = np.array([[[10, 0]]]), np.array([[[0, 10]]])  # (K=1, K+1): hit / missed
+    hits = [1, 0, 0, 1, 1, 0, 1, 1]
+    stack = np.concatenate([correct[0] if h else correct[1] for h in hits])
+    # mIoU of a subset = TP / (TP + FN) = share of hit scenes: a mean of per-scene values
+    entry = subset_spread({"x": stack}, [3], draws=10_000)[0]
+    assert entry["exhaustive"] and entry["subsets"] == 56
+    assert entry["std"]["x"] == pytest.approx(np.std(hits, ddof=1) / np.sqrt(3))
+
+
+def test_subset_spread_samples_the_same_subsets_for_every_backbone():
+    rng = np.random.default_rng(4)
+    stack = rng.integers(0, 50, size=(12, 3, 4))
+    entry = subset_spread({"x": stack, "x again": stack.copy()}, [5], draws=50)[0]
+    assert entry["subsets"] == 50 and not entry["exhaustive"]
+    assert entry["std"]["x"] > 0 and entry["pair_std"]["x - x again"] == 0.0
+    with pytest.raises(ValueError, match="subset size 12"):
+        subset_spread({"x": stack}, [12])
+    with pytest.raises(ValueError, match="draws must be at least 2"):
+        subset_spread({"x": stack}, [2], draws=1)
+
+
+def test_run_study_keeps_earlier_rows_it_has_not_reached(tmp_path):
+    """A resumed stage 1 rewrites study.json with its rows first and keeps the earlier
+    run's stage 2 rows after them (nothing is lost when it stops again); rows in ``done``
+    are not run (no data is needed here: nothing runs)."""
+    from lidarcl.evaluation.study import run_study
+
+    done = [_row("prc", 0, 0.3, 0.1), _row("fac", 0, 0.2, 0.1),
+            _row("prc", 0, 0.25, 0.05, backbone="ptv3")]
+    lines = []
+    rows = run_study(str(REPO), str(tmp_path), str(tmp_path / "no data"), iters=1,
+                     voxel_size=0.6, methods=["fac", "prc"], backbones=[], done=done,
+                     log=lines.append)
+    assert rows == [done[1], done[0]]
+    assert json.loads((tmp_path / "study.json").read_text()) == [done[1], done[0], done[2]]
+    assert all("already measured" in line for line in lines) and len(lines) == 2
+    with pytest.raises(ValueError, match="lists a name twice"):
+        run_study(str(REPO), str(tmp_path), "unused", 1, 0.6, methods=["prc", "prc"],
+                  backbones=[])
+    with pytest.raises(ValueError, match="unknown study backbones"):
+        run_study(str(REPO), str(tmp_path), "unused", 1, 0.6, methods=[],
+                  backbones=["minkunet18"], stage2_method="prc")
 
 
 def test_study_table_puts_the_earlier_row_beside_each_row():
@@ -139,16 +206,34 @@ def test_study_over_two_seeds_with_stage_two_and_resume(tmp_path, capsys):
 
     assert tool.main(args + ["--resume"]) == 0  # nothing left to run
     printed = capsys.readouterr().out
-    # stage 1's two rows per seed, then again with stage 2's one before stage 2
+    # stage 1's row at each seed, then again beside stage 2's row
     assert printed.count("already measured (study.json)") == 6 and "generated" not in printed
     assert ", pretraining " not in printed  # no run (its log line ends ", pretraining N s")
     assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
 
+    # interrupted after seed 1's stage 1 row: only its stage 2 row runs again, the same
+    seed1 = tmp_path / "seed1" / "study.json"
+    seed1.write_text(json.dumps(per_seed[1][:1]))
+    assert tool.main(args + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(", pretraining ") == 1
+    assert "pointcontrast x voxelbackbone8x: probe mIoU" in printed
+    def results(rows):  # all but the time
+        return [{k: v for k, v in r.items() if k != "pretrain_seconds"} for r in rows]
+
+    assert results(json.loads(seed1.read_text())) == results(per_seed[1])  # same bits
+
+    assert tool.main(args) == 1  # without --resume: nothing is overwritten
+    assert f"{tmp_path / 'summary.json'} holds an earlier study" in capsys.readouterr().err
+    (tmp_path / "summary.json").unlink()  # each seed's study.json still holds its rows
     assert tool.main(args) == 1
     assert f"{tmp_path / 'seed0' / 'study.json'} holds an earlier study" in \
         capsys.readouterr().err
     assert tool.main(args[:-3] + ["--seeds", "0", "--iters", "2", "--resume"]) == 1
     assert "settings.json: the earlier study used" in capsys.readouterr().err
+    (tmp_path / "seed0" / "settings.json").write_text("{not json")
+    assert tool.main(args + ["--resume"]) == 1
+    assert "settings.json: cannot read it as JSON" in capsys.readouterr().err
 
 
 def test_study_stage_two_alone_needs_its_method(capsys):
@@ -158,9 +243,13 @@ def test_study_stage_two_alone_needs_its_method(capsys):
         tool.main(["--out", "unused", "--methods", "--backbones", "ptv3"])
     assert exit_info.value.code == 2
     assert "--stage2-method" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        tool.main(["--out", "unused", "--seeds", "1", "1"])
-    assert "repeats a seed" in capsys.readouterr().err
+    for bad, message in ((["--seeds", "1", "1"], "--seeds repeats a name"),
+                         (["--methods", "prc", "prc"], "--methods repeats a name"),
+                         (["--backbones", "minkunet18"], "--backbones: unknown"),
+                         (["--stage2-method", "slidr"], "no study config for method 'slidr'")):
+        with pytest.raises(SystemExit):  # before any data is generated
+            tool.main(["--out", "unused"] + bad)
+        assert message in capsys.readouterr().err
 
 
 def test_val_spread_tool_scores_scenes_like_the_probe(tmp_path, capsys):

@@ -58,8 +58,20 @@ def main(argv=None) -> int:
     if args.methods == [] and args.backbones and args.stage2_method is None:
         parser.error("stage 2 without stage 1 (--methods with no names) needs "
                      "--stage2-method")
-    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
-        parser.error(f"--seeds repeats a seed: {args.seeds}")
+    for flag, names in (("--seeds", args.seeds), ("--methods", args.methods),
+                        ("--backbones", args.backbones)):
+        if names is not None and len(set(names)) != len(names):
+            parser.error(f"{flag} repeats a name: {names}")
+    from lidarcl.evaluation.study import STUDY_BACKBONES, study_config
+
+    unknown = sorted(set(args.backbones) - set(STUDY_BACKBONES(args.voxel_size)))
+    if unknown:
+        parser.error(f"--backbones: unknown {unknown}; known: "
+                     f"{sorted(STUDY_BACKBONES(args.voxel_size))}")
+    for method in (args.methods or []) + [m for m in [args.stage2_method] if m]:
+        if not os.path.isfile(study_config(REPO, method)):
+            parser.error(f"no study config for method {method!r}: "
+                         f"{study_config(REPO, method)} does not exist")
     from lidarcl.engine.progress import set_terminal_output
     from lidarcl.errors import DataError
 
@@ -79,6 +91,20 @@ def _settings(args, seed: int) -> dict:
             "probe_epochs": args.probe_epochs}
 
 
+def _read_json(path: str, kind: type):
+    """A JSON file the study wrote, or ``ValueError`` naming the file and the problem."""
+    try:
+        with open(path) as handle:
+            value = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read it as JSON ({exc}); delete it or choose "
+                         "another --out") from exc
+    if not isinstance(value, kind):
+        raise ValueError(f"{path}: holds a {type(value).__name__}, not the study's "
+                         f"{kind.__name__}; delete it or choose another --out")
+    return value
+
+
 def _prepare(args, out: str, seed: int) -> tuple[str, list]:
     """The seed's dataset under <out>/data (generated unless a resumed run already did it)
     and the rows an earlier run finished (``--resume``)."""
@@ -89,24 +115,31 @@ def _prepare(args, out: str, seed: int) -> tuple[str, list]:
     os.makedirs(out, exist_ok=True)
     settings_path = os.path.join(out, "settings.json")
     study_path = os.path.join(out, "study.json")
+    data_root = os.path.join(out, "data")
+    infos = [os.path.join(data_root, f"nuscenes_infos_{split}.json")
+             for split in ("train", "val")]
     settings = _settings(args, seed)
-    earlier = json.load(open(settings_path)) if os.path.isfile(settings_path) else None
-    done = []
-    if args.resume and earlier is not None:
-        if earlier != settings:
-            raise ValueError(f"{settings_path}: the earlier study used {earlier}, not "
-                             f"{settings}; resume it with the same arguments or choose "
-                             "another --out")
-        if os.path.isfile(study_path):
-            done = json.load(open(study_path))
-    elif os.path.isfile(study_path):
+    earlier = _read_json(settings_path, dict) if os.path.isfile(settings_path) else None
+    if not args.resume and os.path.isfile(study_path):
         raise FileExistsError(f"{study_path} holds an earlier study: pass --resume to "
                               "continue it, or choose another --out")
-    data_root = os.path.join(out, "data")
-    if done or (args.resume and earlier == settings and os.path.isfile(
-            os.path.join(data_root, "nuscenes_infos_val.json"))):
+    if args.resume and earlier is None and os.path.isfile(study_path):
+        raise ValueError(f"{study_path} has no settings.json beside it (a study from before "
+                         "--resume existed), so its settings cannot be checked: choose "
+                         "another --out")
+    if args.resume and earlier is not None and earlier != settings:
+        raise ValueError(f"{settings_path}: the earlier study used {earlier}, not "
+                         f"{settings}; resume it with the same arguments or choose "
+                         "another --out")
+    if args.resume and earlier == settings and all(os.path.isfile(p) for p in infos):
+        # settings.json is written after the data and its infos, and removed before
+        # they are generated again: matching settings mean complete data
+        done = _read_json(study_path, list) if os.path.isfile(study_path) else []
         return data_root, done
     start = time.perf_counter()
+    for path in [settings_path] + infos:  # until the new data is complete
+        if os.path.isfile(path):
+            os.remove(path)
     # regions cached for an earlier dataset here are keyed by sample tokens that the new
     # one reuses: they go with the data they were computed from
     shutil.rmtree(os.path.join(data_root, "regions"), ignore_errors=True)
@@ -118,12 +151,13 @@ def _prepare(args, out: str, seed: int) -> tuple[str, list]:
     print(f"seed {seed}: generated {args.scenes} scenes ({args.val_scenes} val) x "
           f"{args.keyframes} keyframes in {time.perf_counter() - start:.0f} s -> {data_root}",
           flush=True)
-    return data_root, done
+    return data_root, []
 
 
 def _study(args) -> int:
-    from lidarcl.evaluation.study import (STUDY_METHODS, format_seed_table, format_table,
-                                          run_study, summarize_seeds)
+    from lidarcl.evaluation.study import (STUDY_METHODS, choose_stage2_method,
+                                          format_seed_table, format_table, run_study,
+                                          summarize_seeds)
     from lidarcl.utils.fileio import atomic_write_bytes
     from lidarcl.utils.setup_env import register_all_modules
 
@@ -143,6 +177,10 @@ def _study(args) -> int:
         return 0
 
     start = time.perf_counter()
+    summary_path = os.path.join(out, "summary.json")
+    if os.path.isfile(summary_path) and not args.resume:
+        raise FileExistsError(f"{summary_path} holds an earlier study: pass --resume to "
+                              "continue it, or choose another --out")
     folders = {seed: os.path.join(out, f"seed{seed}") for seed in args.seeds}
     prepared = {seed: _prepare(args, folders[seed], seed) for seed in args.seeds}
     rows_by_seed = {}
@@ -153,10 +191,7 @@ def _study(args) -> int:
                                        methods=methods, backbones=[], done=done, **common)
     stage2_method = args.stage2_method
     if args.backbones and stage2_method is None:
-        stage_one = [r for r in summarize_seeds(rows_by_seed)
-                     if r["backbone"] == "minkunet34" and r["method"] != "random"]
-        preferred = [r for r in stage_one if r["method"] in STUDY_METHODS] or stage_one
-        stage2_method = max(preferred, key=lambda r: r["gain"][0])["method"]
+        stage2_method = choose_stage2_method(summarize_seeds(rows_by_seed))
         log(f"stage 2 takes {stage2_method}: the largest mean gain over the seeds")
     if args.backbones:
         for seed in args.seeds:
@@ -167,7 +202,7 @@ def _study(args) -> int:
                                            stage2_method=stage2_method,
                                            done=rows_by_seed[seed] + done, **common)
     summary = summarize_seeds(rows_by_seed)
-    atomic_write_bytes(os.path.join(out, "summary.json"), json.dumps(
+    atomic_write_bytes(summary_path, json.dumps(
         {"settings": {k: v for k, v in _settings(args, None).items() if k != "seed"},
          "seeds": args.seeds, "stage2_method": stage2_method, "rows": summary,
          "wall_seconds_this_invocation": time.perf_counter() - start}, indent=2).encode())

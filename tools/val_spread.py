@@ -13,9 +13,10 @@ followed by ``--pool`` validation scenes: the generator draws each scene from (s
 index), so the training scenes are those of a study at the same seed and keyframes, and the
 checkpoints of that study were pretrained on them. Every backbone is probed once (the
 study's probe: MinkUNet34 at --voxel-size, 30 epochs, seed), each validation scene is
-scored on its own, and subsets of scenes are drawn without replacement (the same subsets
-for every backbone). Prints per subset size the std of each backbone's mIoU and of the
-difference between each pair, and writes <out>/val_spread.json.
+scored on its own, and subsets of scenes are drawn without replacement (all of them when
+there are at most --draws; the same subsets for every backbone). Prints per subset size the
+std of each backbone's mIoU and of the difference between each pair, and writes
+<out>/val_spread.json.
 """
 import argparse
 import json
@@ -50,6 +51,9 @@ def main(argv=None) -> int:
         if not os.path.isfile(path):
             parser.error(f"--checkpoint {name}: no file {path}")
         checkpoints[name] = os.path.abspath(path)
+    if args.draws < 2:
+        parser.error(f"--draws must be at least 2 (a spread needs two subsets), got "
+                     f"{args.draws}")
     if any(not 1 <= k < args.pool for k in args.sizes):
         parser.error(f"--sizes must lie in [1, {args.pool - 1}] (below --pool)")
     return _run(args, checkpoints)
@@ -116,12 +120,14 @@ def _run(args, checkpoints: dict) -> int:
               f"({time.perf_counter() - begin:.0f} s)", flush=True)
     spread = subset_spread(per_scene, args.sizes, draws=args.draws, seed=args.seed)
     pairs = list(spread[0]["pair_std"])
-    print(f"\nstd of the probe mIoU over validation splits of k scenes ({args.draws} draws "
-          f"from {len(scenes)}, finite-pool corrected), in mIoU points")
-    print("| scenes | " + " | ".join(per_scene) + " | " + " | ".join(pairs) + " |")
-    print("|---|" + "---|" * (len(per_scene) + len(pairs)))
+    print(f"\nstd of the probe mIoU over validation splits of k scenes drawn from "
+          f"{len(scenes)}, for scenes from an unbounded pool (x sqrt(S / (S - k))), in mIoU "
+          "points; subsets: all of them when there are at most --draws")
+    print("| scenes | subsets | " + " | ".join(per_scene) + " | " + " | ".join(pairs) + " |")
+    print("|---|---|" + "---|" * (len(per_scene) + len(pairs)))
     for entry in spread:
-        print(f"| {entry['scenes']} | "
+        print(f"| {entry['scenes']} | {entry['subsets']}"
+              f"{' (all)' if entry['exhaustive'] else ''} | "
               + " | ".join(f"{100 * entry['std'][n]:.2f}" for n in per_scene) + " | "
               + " | ".join(f"{100 * entry['pair_std'][p]:.2f}" for p in pairs) + " |")
     atomic_write_bytes(os.path.join(out, "val_spread.json"), json.dumps(

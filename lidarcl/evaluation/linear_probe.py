@@ -409,9 +409,11 @@ def run_linear_probe(backbone: nn.Module, train_loader, val_loader, lut, num_cla
 
 
 def linear_probe_study(backbone_cfg: dict, checkpoint: str | None, train_loader, val_loader,
-                       lut, num_classes: int, seed: int = 0, **probe_kwargs) -> dict:
-    """The probe for the pretrained weights (``checkpoint``) and for random initialisation
-    of the same architecture (``torch.manual_seed(seed)`` before building);
+                       lut, num_classes: int, seed: int = 0, include_random: bool = True,
+                       **probe_kwargs) -> dict:
+    """The probe for the pretrained weights (``checkpoint``) and, with ``include_random``,
+    for random initialisation of the same architecture (``torch.manual_seed(seed)`` before
+    building; a caller that already has it for this seed and split skips it);
     ``probe_kwargs`` go to :func:`run_linear_probe` (e.g. ``protocol="slidr"``)."""
     from lidarcl.engine.checkpoint import load_backbone
     from lidarcl.registry import MODELS
@@ -420,7 +422,8 @@ def linear_probe_study(backbone_cfg: dict, checkpoint: str | None, train_loader,
     _check_not_empty(val_loader, "validation")
 
     results = {}
-    for name in (["pretrained"] if checkpoint else []) + ["random"]:
+    for name in (["pretrained"] if checkpoint else []) + (["random"] if include_random
+                                                          else []):
         torch.manual_seed(seed)
         backbone = MODELS.build(copy.deepcopy(dict(backbone_cfg)))
         if name == "pretrained":

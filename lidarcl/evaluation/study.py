@@ -15,8 +15,9 @@ probed once per backbone, with the same seed.
 Over several seeds (``tools/study.py --seeds``) every seed regenerates the dataset and
 reruns every row; :func:`summarize_seeds` gives each row's mean and sample standard
 deviation, and :func:`beyond_spread` is the one rule by which a table may call two rows
-different: their ``mean +- std`` intervals do not overlap. With three seeds that is a
-loose, descriptive rule, not a significance test; rows it does not separate are ties.
+different: the mean of their per-seed differences exceeds the differences' standard
+deviation. With three seeds that is a loose, descriptive rule, not a significance test;
+rows it does not separate are ties.
 :func:`subset_spread` measures how much of a row's spread the choice of validation scenes
 alone contributes (``tools/val_spread.py``), which sized the study's validation split.
 """
@@ -28,7 +29,8 @@ import os
 import time
 
 __all__ = ["STUDY_METHODS", "STUDY_VARIANTS", "STUDY_BACKBONES", "run_study", "format_table",
-           "summarize_seeds", "beyond_spread", "format_seed_table", "subset_spread"]
+           "summarize_seeds", "beyond_spread", "format_seed_table", "subset_spread",
+           "choose_stage2_method", "study_config"]
 
 STUDY_METHODS = ("pointcontrast", "prc", "fac", "cmae")
 # variants measured beside the methods' defaults (README study): Point-CMAE's cosine
@@ -49,7 +51,8 @@ def STUDY_BACKBONES(voxel_size: float) -> dict:
     }
 
 
-def _config(repo: str, method: str) -> str:
+def study_config(repo: str, method: str) -> str:
+    """The config a study row of ``method`` pretrains with."""
     return os.path.join(repo, "configs", "pretrain", f"{method}_minkunet34_synth.py")
 
 
@@ -63,6 +66,50 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
     earlier stage 1 run), else the stage 1 method with the largest gain. ``done``: rows of an
     earlier, interrupted run with the same settings (its ``study.json``); they are kept and
     their (method, backbone) are not run again."""
+    import torch
+
+    for kind, names in (("methods", list(methods)), ("backbones", list(backbones or []))):
+        if len(set(names)) != len(names):
+            raise ValueError(f"{kind} lists a name twice: {names}; each row is measured once")
+    unknown = sorted(set(backbones or []) - set(STUDY_BACKBONES(voxel_size)))
+    if unknown:
+        raise ValueError(f"unknown study backbones {unknown}; known: "
+                         f"{sorted(STUDY_BACKBONES(voxel_size))}")
+    for method in list(methods) + ([stage2_method] if stage2_method else []):
+        if not os.path.isfile(study_config(repo, method)):
+            raise ValueError(f"no study config for method {method!r}: "
+                             f"{study_config(repo, method)} does not exist")
+    # mmengine turns torch's deterministic algorithms on for every run and never off: the
+    # caller gets its own setting back
+    previous = (torch.are_deterministic_algorithms_enabled(),
+                torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        return _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones,
+                          probe_epochs, points_per_scan, log, stage2_method, done)
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1:]
+
+
+def choose_stage2_method(rows: list[dict]) -> str:
+    """The stage 1 method (MinkUNet34 rows) with the largest gain over random
+    initialisation: of one run's rows (``gain`` a number) or of :func:`summarize_seeds`'s
+    (``gain`` a ``(mean, std)`` pair: the largest mean gain). The four methods of
+    :data:`STUDY_METHODS` are preferred over variants when any of them ran."""
+    stage_one = [r for r in rows if r["backbone"] == "minkunet34" and r["method"] != "random"]
+    if not stage_one:
+        raise ValueError("stage 2 needs a method: run stage 1 methods or name one with "
+                         "stage2_method (--stage2-method)")
+    preferred = [r for r in stage_one if r["method"] in STUDY_METHODS] or stage_one
+
+    def gain(row):
+        return row["gain"][0] if isinstance(row["gain"], (tuple, list)) else row["gain"]
+
+    return max(preferred, key=gain)["method"]
+
+
+def _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones,
+               probe_epochs, points_per_scan, log, stage2_method, done) -> list[dict]:
     from lidarcl.engine import build_pretrain_config, run_pretraining
     from lidarcl.evaluation.linear_probe import build_probe_loader, linear_probe_study
 
@@ -89,7 +136,7 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
                    "default_hooks.checkpoint.interval": iters,
                    "default_hooks.logger.interval": 20,
                    "randomness.seed": seed}
-        cfg = build_pretrain_config(_config(repo, method), work_dir, False, options)
+        cfg = build_pretrain_config(study_config(repo, method), work_dir, False, options)
         # bit-for-bit repeatable runs (docs/reproducibility.md), at no measured cost
         cfg.randomness = dict(cfg.get("randomness") or {}, deterministic=True)
         cfg.model.backbone = copy.deepcopy(backbone_cfgs[backbone])
@@ -107,7 +154,8 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
         probe = linear_probe_study(cfg.model.backbone.to_dict(),
                                    os.path.join(work_dir, "backbone.pth"), train_loader,
                                    val_loader, lut, len(names), seed=seed,
-                                   epochs=probe_epochs, points_per_scan=points_per_scan)
+                                   epochs=probe_epochs, points_per_scan=points_per_scan,
+                                   include_random=backbone not in random_cache)
         if backbone not in random_cache:
             random_cache[backbone] = probe["random"]
         row = {"method": method, "backbone": backbone, "iters": iters, "seed": seed,
@@ -126,12 +174,7 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
     if not backbones:
         return rows
     if stage2_method is None:
-        stage_one = [r for r in rows if r["backbone"] == "minkunet34"
-                     and r["method"] in STUDY_METHODS] or rows
-        if not stage_one:
-            raise ValueError("stage 2 needs a method: run stage 1 methods or name one "
-                             "with stage2_method (--stage2-method)")
-        stage2_method = max(stage_one, key=lambda r: r["gain"])["method"]
+        stage2_method = choose_stage2_method(rows)
     for backbone in backbones:
         one(stage2_method, backbone)
     return rows
@@ -181,8 +224,9 @@ def summarize_seeds(rows_by_seed: dict[int, list[dict]]) -> list[dict]:
     """One summary row per (method, backbone) over the seeds, in first-seen order, then a
     ``random`` row per backbone (random initialisation, probed at every seed): ``miou``,
     ``gain`` and ``pretrain_seconds`` as ``(mean, std)`` over the seeds that ran the row
-    (``seeds``). ``gain`` is the mean and spread of the per-seed gains (each seed's
-    pretrained mIoU minus its own random one: the pair shares data and probe seed)."""
+    (``seeds``), and ``per_seed_miou`` (seed -> mIoU; keys are strings, as in JSON).
+    ``gain`` is the mean and spread of the per-seed gains (each seed's pretrained mIoU minus
+    its own random one: the pair shares data and probe seed)."""
     keys, per_key, random_per_backbone = [], {}, {}
     for seed in sorted(rows_by_seed):
         for row in rows_by_seed[seed]:
@@ -197,31 +241,40 @@ def summarize_seeds(rows_by_seed: dict[int, list[dict]]) -> list[dict]:
         rows = per_key[(method, backbone)]
         summary.append({"method": method, "backbone": backbone,
                         "seeds": [r["seed"] for r in rows],
+                        "per_seed_miou": {str(r["seed"]): r["miou"] for r in rows},
                         "miou": _mean_std([r["miou"] for r in rows]),
                         "gain": _mean_std([r["gain"] for r in rows]),
                         "pretrain_seconds": _mean_std([r["pretrain_seconds"] for r in rows])})
     for backbone, by_seed in random_per_backbone.items():
         seeds = sorted(by_seed)
         summary.append({"method": "random", "backbone": backbone, "seeds": seeds,
+                        "per_seed_miou": {str(s): by_seed[s] for s in seeds},
                         "miou": _mean_std([by_seed[s] for s in seeds]),
                         "gain": (0.0, 0.0), "pretrain_seconds": (0.0, 0.0)})
     return summary
 
 
 def beyond_spread(a: dict, b: dict) -> bool:
-    """Whether summary rows ``a`` and ``b`` differ by more than their spread: their
-    ``mean +- std`` intervals of probe mIoU do not overlap (``|mean_a - mean_b| > std_a +
-    std_b``). Needs at least two seeds in each: one run has no measured spread."""
-    if len(a["seeds"]) < 2 or len(b["seeds"]) < 2:
+    """Whether summary rows ``a`` and ``b`` differ by more than the spread of their
+    difference: over the seeds both ran, ``d_s = mIoU_a(s) - mIoU_b(s)`` (the two rows of a
+    seed share its data, validation scenes and probe seed, so the seed's own difficulty
+    cancels), and the rows differ when ``|mean(d)| > std(d)`` (sample std). Needs two
+    common seeds: one run has no measured spread. With three seeds this flags a difference
+    of pure (normal) noise 22% of the time (Student t with 2 degrees of freedom beyond
+    sqrt(3)): a descriptive mark, not a significance test."""
+    import numpy as np
+
+    common = sorted(set(a["per_seed_miou"]) & set(b["per_seed_miou"]))
+    if len(common) < 2:
         return False
-    (mean_a, std_a), (mean_b, std_b) = a["miou"], b["miou"]
-    return abs(mean_a - mean_b) > std_a + std_b
+    d = np.array([a["per_seed_miou"][s] - b["per_seed_miou"][s] for s in common])
+    return bool(abs(d.mean()) > d.std(ddof=1))
 
 
 def format_seed_table(summary: list[dict]) -> str:
     """Markdown table of :func:`summarize_seeds`: mean +- std over the seeds, and per row
-    the rows of the same backbone it is above by more than the spread
-    (:func:`beyond_spread`); a row above none is not separated from the rows below it."""
+    the rows of the same backbone it is above by more than the spread of the difference
+    (:func:`beyond_spread`); rows it does not list are not separated from it."""
     lines = ["| method | backbone | seeds | probe mIoU | gain over random | pretraining s | "
              "above, beyond the spread |", "|---|---|---|---|---|---|---|"]
     for row in summary:
@@ -229,7 +282,8 @@ def format_seed_table(summary: list[dict]) -> str:
                  if other is not row and other["backbone"] == row["backbone"]
                  and other["miou"][0] < row["miou"][0] and beyond_spread(row, other)]
         (miou, miou_std), (gain, gain_std) = row["miou"], row["gain"]
-        gain_text = "-" if row["method"] == "random" else f"{100 * gain:+.2f} +- {100 * gain_std:.2f}"
+        gain_text = ("-" if row["method"] == "random"
+                     else f"{100 * gain:+.2f} +- {100 * gain_std:.2f}")
         seconds = ("-" if row["method"] == "random"
                    else f"{row['pretrain_seconds'][0]:.0f}")
         lines.append(f"| {row['method']} | {row['backbone']} | {len(row['seeds'])} | "
@@ -246,11 +300,19 @@ def subset_spread(per_scene: dict[str, "np.ndarray"], sizes, draws: int = 1000,
     one per validation scene of a pool of ``S`` (same scenes, same order, for every name).
     For each size ``k`` in ``sizes``, ``draws`` subsets of ``k`` scenes are drawn without
     replacement from the pool (every subset once when there are at most ``draws``; the same
-    subsets for every name) and scored by the mIoU of their summed matrix. Returns per size: ``std`` (per name) and ``pair_std`` (per pair of
-    names: the spread of the difference between the two on the same subsets, which is what
-    ranking two rows on one validation split needs), each scaled by the finite-population
-    factor ``sqrt((S - 1) / (S - k))`` to stand for scenes drawn from an unbounded pool
-    (exact for a mean of per-scene values, first-order for the mIoU), and ``mean``."""
+    subsets for every name) and scored by the mIoU of their summed matrix. Returns per size:
+    ``subsets`` (how many were scored, ``exhaustive`` when all), ``mean``, ``std`` (per name)
+    and ``pair_std`` (per pair of names: the spread of the difference between the two on
+    the same subsets, which is what ranking two rows on one validation split needs).
+
+    The spreads stand for ``k`` scenes drawn from an unbounded population of scenes like the
+    pool's: the variance over subsets drawn without replacement (over all subsets, or its
+    unbiased estimate from the draws) times ``S / (S - k)``. For a mean of per-scene values
+    that is the unbiased estimate (sampling without replacement has variance
+    ``sigma^2 / k * (S - k) / (S - 1)`` with ``sigma^2`` the pool's variance, ``ddof=0``;
+    from an unbounded population it is ``s^2 / k`` with ``s^2 = sigma^2 * S / (S - 1)``).
+    The mIoU of a subset is a ratio of sums whose set of classes changes with the subset,
+    so for it the factor is an approximation, the least certain at large ``k``."""
     import itertools
     import math
 
@@ -262,23 +324,28 @@ def subset_spread(per_scene: dict[str, "np.ndarray"], sizes, draws: int = 1000,
     pool = len(per_scene[names[0]])
     if any(len(per_scene[n]) != pool for n in names):
         raise ValueError("every backbone needs one matrix per scene of the same pool")
+    if draws < 2:
+        raise ValueError(f"draws must be at least 2 (a spread needs two subsets), got {draws}")
     rng = np.random.default_rng(seed)
     results = []
     for size in sizes:
         if not 1 <= size < pool:
             raise ValueError(f"subset size {size} must be in [1, {pool - 1}] for a pool of "
                              f"{pool} scenes")
-        if math.comb(pool, size) <= draws:  # every subset once: the exact spread
+        exhaustive = math.comb(pool, size) <= draws
+        if exhaustive:  # every subset once: the variance over them exactly (ddof 0)
             subsets = [np.array(c) for c in itertools.combinations(range(pool), size)]
-        else:
+        else:           # sampled: the unbiased estimate of that variance (ddof 1)
             subsets = [rng.choice(pool, size=size, replace=False) for _ in range(draws)]
+        ddof = 0 if exhaustive else 1
         scores = {n: np.array([mean_iou(per_scene[n][idx].sum(0)) for idx in subsets])
                   for n in names}
-        factor = float(np.sqrt((pool - 1) / (pool - size)))
+        factor = float(np.sqrt(pool / (pool - size)))
         results.append({
-            "scenes": int(size),
+            "scenes": int(size), "subsets": len(subsets), "exhaustive": exhaustive,
             "mean": {n: float(scores[n].mean()) for n in names},
-            "std": {n: factor * float(scores[n].std(ddof=1)) for n in names},
-            "pair_std": {f"{a} - {b}": factor * float((scores[a] - scores[b]).std(ddof=1))
+            "std": {n: factor * float(scores[n].std(ddof=ddof)) for n in names},
+            "pair_std": {f"{a} - {b}":
+                         factor * float((scores[a] - scores[b]).std(ddof=ddof))
                          for a, b in itertools.combinations(names, 2)}})
     return results
