@@ -62,7 +62,7 @@ def _child(args: list[str]) -> None:
     method, backbone, threads, device, iters = args[0], args[1], int(args[2]), args[3], \
         int(args[4])
     data_root, ann_file, cache_dir = args[5], args[6], args[7]
-    deterministic_cost = len(args) > 8 and args[8] == "1"
+    deterministic_cost = args[8] == "1"
     if deterministic_cost and device == "cuda":  # cuBLAS needs it before its first call
         import os
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -61,17 +61,13 @@ def main(argv=None) -> int:
 
 def _run(args, checkpoints: dict) -> int:
     import numpy as np
-    import torch
 
     from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
     from lidarcl.datasets.synthetic import generate_dataset
     from lidarcl.engine import build_pretrain_config
-    from lidarcl.engine.checkpoint import load_backbone
-    from lidarcl.evaluation.linear_probe import (build_probe_loader, evaluate_probe,
-                                                 extract_features, train_linear_head)
+    from lidarcl.evaluation.linear_probe import build_probe_loader, linear_probe_study
     from lidarcl.evaluation.segmentation import mean_iou
     from lidarcl.evaluation.study import STUDY_BACKBONES, subset_spread
-    from lidarcl.registry import MODELS
     from lidarcl.utils.fileio import atomic_write_bytes
     from lidarcl.utils.setup_env import register_all_modules
 
@@ -98,17 +94,12 @@ def _run(args, checkpoints: dict) -> int:
     scenes = list(dict.fromkeys(scene_of_scan))
     backbone_cfg = STUDY_BACKBONES(args.voxel_size)["minkunet34"]
     per_scene, full = {}, {}
-    for name in ["random"] + list(checkpoints):
+    for name in ["random"] + list(checkpoints):  # the study's probe, one backbone each
         begin = time.perf_counter()
-        torch.manual_seed(args.seed)
-        backbone = MODELS.build(dict(backbone_cfg))
-        if name != "random":
-            load_backbone(backbone, checkpoints[name])
-        features, labels = extract_features(backbone, train_loader, lut, 20000, args.seed)
-        head = train_linear_head(features, labels, len(names), args.probe_epochs,
-                                 seed=args.seed)
         per_scan: list = []
-        evaluate_probe(backbone, head, val_loader, lut, len(names), per_batch=per_scan)
+        linear_probe_study(backbone_cfg, checkpoints.get(name), train_loader, val_loader, lut,
+                           len(names), seed=args.seed, include_random=name == "random",
+                           epochs=args.probe_epochs, val_per_batch=per_scan)
         if len(per_scan) != len(scene_of_scan):
             raise RuntimeError(f"{len(per_scan)} validation scans scored, "
                                f"{len(scene_of_scan)} in the index")

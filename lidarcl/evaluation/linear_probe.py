@@ -363,7 +363,8 @@ def _share(stats: dict, split: str) -> float:
 def run_linear_probe(backbone: nn.Module, train_loader, val_loader, lut, num_classes: int,
                      points_per_scan: int | None = 20000, epochs: int | None = None,
                      lr: float | None = None, seed: int = 0, device="cpu",
-                     protocol: str = "cached", batch_size: int | None = None) -> dict:
+                     protocol: str = "cached", batch_size: int | None = None,
+                     val_per_batch: list | None = None) -> dict:
     """Train and evaluate with ``protocol`` (module doc): ``epochs``, ``lr`` and
     ``batch_size`` default to the protocol's (``CACHED_PROTOCOL`` / ``SLIDR_PROTOCOL``);
     ``points_per_scan`` is the cached protocol's. Returns ``miou``, ``iou``,
@@ -371,8 +372,9 @@ def run_linear_probe(backbone: nn.Module, train_loader, val_loader, lut, num_cla
     trained on; slidr: labelled points inside the grid summed over the epochs),
     ``val_points`` (labelled validation points, inside the grid or not),
     ``{train,val}_outside_points`` / ``_share``, the hyper-parameters used and ``seconds``.
-    Raises :class:`DataError` naming the index file of an empty split or of one without
-    labelled points (no NaN mIoU)."""
+    ``val_per_batch`` receives each validation batch's confusion matrix
+    (:func:`evaluate_probe`). Raises :class:`DataError` naming the index file of an empty
+    split or of one without labelled points (no NaN mIoU)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     _check_not_empty(train_loader, "training")
@@ -393,7 +395,8 @@ def run_linear_probe(backbone: nn.Module, train_loader, val_loader, lut, num_cla
         head = train_linear_head_slidr(backbone, train_loader, lut, num_classes, epochs, lr,
                                        batch_size, seed=seed, device=device, stats=stats)
         train_points = stats["train_labelled_points"] - stats["train_outside_points"]
-    cm = evaluate_probe(backbone, head, val_loader, lut, num_classes, device, stats=stats)
+    cm = evaluate_probe(backbone, head, val_loader, lut, num_classes, device, stats=stats,
+                        per_batch=val_per_batch)
     if cm.sum() == 0:
         raise DataError(_index_file(val_loader), "no labelled point in the validation split: "
                                                  "the mIoU would be undefined")
