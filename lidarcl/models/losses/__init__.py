@@ -10,14 +10,19 @@ inside any pretraining method:
 ``MVInfoNCELoss``      multi-view InfoNCE
 ``MVDHELLoss``         multi-view decoupled hyperspherical energy loss
 ``SwAVLoss``           swapped prototype prediction with Sinkhorn-Knopp codes
+``RegionContrastLoss``     any pairwise loss over two poolings of the same superpixels
+                           (SLidR, SuperFlow)
+``PointPixelDistillLoss``  ScaLR's L2 distillation at point-pixel pairs (no negatives)
 =====================  ==========================================================
 """
 from lidarcl.models.losses.contrastive import (DCLLoss, HardNegativeLoss, InfoNCELoss,
                                                PairwiseContrastiveLoss)
 from lidarcl.models.losses.mochi import MoCHiLoss, mix_hard_negatives
 from lidarcl.models.losses.multiview import MVDHELLoss, MVInfoNCELoss
+from lidarcl.models.losses.superpixel import (PointPixelDistillLoss, RegionContrastLoss,
+                                              matched_regions)
 from lidarcl.models.losses.swav import SwAVLoss, sinkhorn_knopp
 
 __all__ = ["PairwiseContrastiveLoss", "InfoNCELoss", "DCLLoss", "HardNegativeLoss",
            "MoCHiLoss", "mix_hard_negatives", "MVInfoNCELoss", "MVDHELLoss", "SwAVLoss",
-           "sinkhorn_knopp"]
+           "sinkhorn_knopp", "RegionContrastLoss", "PointPixelDistillLoss", "matched_regions"]

@@ -11,6 +11,9 @@ tau)`` at tau = 0.07). Shared options (:class:`PairwiseContrastiveLoss`):
   a negative ``j`` of anchor ``i`` with ``groups[j] == groups[i] >= 0`` is a likely false
   negative and is removed from the denominator.
 * ``symmetric``: average of the ``query -> key`` and ``key -> query`` directions.
+* ``normalize=False``: use the rows as given (still in float32). SLidR and SuperFlow pool
+  unit-length point and pixel features per superpixel and compare the means without
+  normalising them again (valeoai/SLidR ``loss_superpixels_average``).
 
 DCL and the hard-negative loss skip an anchor whose negatives are all masked (its term
 would be undefined); InfoNCE keeps it (its positive is always in the denominator).
@@ -94,7 +97,7 @@ class PairwiseContrastiveLoss(nn.Module):
     symmetric form. Subclasses implement :meth:`directional` on normalised float32 rows."""
 
     def __init__(self, temperature: float = 0.07, max_pairs: int | None = None,
-                 symmetric: bool = False, loss_weight: float = 1.0):
+                 symmetric: bool = False, loss_weight: float = 1.0, normalize: bool = True):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -104,14 +107,16 @@ class PairwiseContrastiveLoss(nn.Module):
         self.max_pairs = max_pairs
         self.symmetric = symmetric
         self.loss_weight = loss_weight
+        self.normalize = normalize
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, groups: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         query, key, groups = select_pairs(query, key, groups, self.max_pairs, generator)
         if query.shape[0] == 0:
             return query.sum() * 0.0
-        q = F.normalize(query.float(), dim=1)
-        k = F.normalize(key.float(), dim=1)
+        q, k = query.float(), key.float()
+        if self.normalize:
+            q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
         same = None
         if groups is not None:
             groups = groups.to(q.device)
