@@ -11,6 +11,8 @@ from lidarcl.datasets.transforms.filters import (ObjectMinPointsFilter, ObjectNa
                                                  PointShuffle, PointsInCameraFOV,
                                                  PointsRangeFilter)
 from lidarcl.datasets.transforms.formatting import PackSample
+from lidarcl.datasets.transforms.image import (RandomFlipImages, RandomResizedCropImages,
+                                               ResizeImages, SelectCameras, apply_image_affine)
 from lidarcl.datasets.transforms.loading import (LoadImages, LoadLidarsegLabels, LoadPoints,
                                                  LoadSuperpixels, LoadSweeps)
 from lidarcl.datasets.transforms.regions import SegmentRegions
@@ -23,5 +25,6 @@ __all__ = [
     "PointsInCameraFOV", "PointSample", "PointShuffle",
     "GlobalRotScaleTrans", "RandomFlip3D", "PointJitter", "PointDropout",
     "apply_lidar_transform", "PackSample", "SegmentRegions", "MultiViewAugment",
-    "TemporalViews", "match_views", "mutual_nearest",
+    "TemporalViews", "match_views", "mutual_nearest", "ResizeImages",
+    "RandomResizedCropImages", "RandomFlipImages", "SelectCameras", "apply_image_affine",
 ]

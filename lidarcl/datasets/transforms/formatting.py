@@ -32,7 +32,8 @@ from lidarcl.registry import TRANSFORMS
 
 DEFAULT_PACK_KEYS = ("points", "pts_semantic_mask", "pts_instance_mask", "gt_boxes",
                      "gt_velocity", "gt_labels", "images", "superpixels", "lidar2img",
-                     "cam2img", "lidar2cam", "img_shape", "lidar_aug_matrix", "views")
+                     "cam2img", "lidar2cam", "img_shape", "lidar_aug_matrix", "img_aug_matrix",
+                     "views")
 DEFAULT_META_KEYS = ("sample_idx", "token", "timestamp", "scene_token", "lidar_path",
                      "img_paths", "cam_names", "superpixel_paths", "gt_names",
                      "num_dropped_points",
