@@ -1,0 +1,155 @@
+"""SLidR (Sautier et al., "Image-to-Lidar Self-Supervised Distillation for Autonomous Driving
+Data", CVPR 2022): superpixel-driven distillation of a frozen image encoder into the 3D
+backbone.
+
+Per batch (Sec. 3):
+
+1. the 3D backbone's per-point features, L2-normalised (``f_p``, 64-d);
+2. the frozen image encoder with its trained 1x1 head, upsampled to pixel resolution and
+   L2-normalised (``g_x``; :class:`~lidarcl.models.image.ImageTeacher`, a MoCo v2 ResNet-50
+   with dilated strides in the paper);
+3. both averaged per superpixel ``s`` of each camera image (SLIC, 150 segments): the points
+   that project into the image (depth > 1 m, inside the image) by the superpixel of their
+   pixel (``lidarcl.ops.project_pool``), the pixels by their own (``region_pool``);
+   superpixels of different images and samples are different regions;
+4. superpixels that no point reaches are dropped, and the loss is InfoNCE with tau = 0.07
+   from the 3D means (anchors) to the 2D means (positive: the same superpixel; negatives:
+   every other superpixel of the batch), the means not normalised again (Eq. 2;
+   :class:`~lidarcl.models.losses.RegionContrastLoss`).
+
+Departures, each small and deliberate: a point's pixel is ``floor(u), floor(v)`` (SLidR
+rounds); points outside the voxel grid are left out of the pooling (SLidR pools voxels, which
+all lie inside it); an empty superpixel is one with no point (SLidR tests the first feature
+channel for zero, which agrees except when a mean is exactly zero there). Cylindrical voxels
+of the paper are a backbone option, not part of the method.
+
+The paper's optimiser: SGD lr 0.5, momentum 0.9, dampening 0.1, weight decay 1e-4, cosine
+schedule, 50 epochs, batch 4 (valeoai/SLidR ``config/slidr_minkunet.yaml``); the nuScenes
+config carries it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lidarcl.models.pretrainers.base import Pretrainer, projection_head
+from lidarcl.ops import project_pool, region_pool
+from lidarcl.ops.pooling import RegionPoolResult
+from lidarcl.registry import MODELS
+
+__all__ = ["SLidR", "stack_cameras", "pixel_regions"]
+
+
+def stack_cameras(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(images (B, K, 3, H, W) float in [0, 1], superpixels (B, K, H, W) int64,
+    lidar2img (B, K, 4, 4), image_hw (B, K, 2))`` of a collated batch; every sample must
+    have the same number of cameras of one size (the image transforms make it so)."""
+    for key in ("images", "superpixels", "lidar2img", "img_shape"):
+        if batch.get(key) is None or any(v is None for v in batch[key]):
+            raise KeyError(f"the batch has no {key!r}: the pipeline needs LoadImages, "
+                           "LoadSuperpixels and PackSample keeping it")
+    try:
+        images = torch.stack([torch.as_tensor(v) for v in batch["images"]])
+        superpixels = torch.stack([torch.as_tensor(v) for v in batch["superpixels"]])
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError("the samples' images differ in number or size; resize or crop them "
+                         "to one size (ResizeImages / RandomResizedCropImages) and keep the "
+                         "same number of cameras (SelectCameras)") from exc
+    images = images.float() / 255.0 if not images.is_floating_point() else images
+    lidar2img = torch.stack([torch.as_tensor(v) for v in batch["lidar2img"]])
+    image_hw = torch.stack([torch.as_tensor(v) for v in batch["img_shape"]])
+    return images, superpixels.to(torch.int64), lidar2img, image_hw
+
+
+def pixel_regions(superpixels: torch.Tensor, num_superpixels: int,
+                  shared_across_cameras: bool = False) -> torch.Tensor:
+    """Region id of every pixel of ``(B, K, H, W)`` maps, flattened like ``(B, K, H, W)``:
+    ``(b * K + k) * S + s`` (every image its own superpixels, SLidR), or ``b * S + s`` with
+    ``shared_across_cameras`` (SuperFlow's view-consistent ids); ``-1`` stays -1."""
+    batch, cams = superpixels.shape[:2]
+    if shared_across_cameras:
+        base = torch.arange(batch, device=superpixels.device).view(batch, 1, 1, 1) \
+            * num_superpixels
+    else:
+        base = torch.arange(batch * cams, device=superpixels.device).view(batch, cams, 1, 1) \
+            * num_superpixels
+    return torch.where(superpixels >= 0, superpixels + base, superpixels).reshape(-1)
+
+
+@MODELS.register_module()
+class SLidR(Pretrainer):
+    """SLidR (module doc).
+
+    Args:
+        backbone: the 3D backbone config.
+        image_teacher: :class:`~lidarcl.models.image.ImageTeacher` config (frozen encoder,
+            trained head to the 3D width).
+        head_channels: a Linear head on the 3D features (``None``: the backbone's own width,
+            which must equal the teacher's).
+        loss: the pairwise loss of :class:`RegionContrastLoss` (default InfoNCE, tau 0.07,
+            means not normalised again).
+        num_superpixels: ids per image ``S`` (ids ``0 .. S-1``); ``None`` takes the batch's
+            largest id + 1.
+        min_depth: a point pairs with a pixel only farther than this in front of the camera.
+    """
+
+    def __init__(self, backbone: dict, image_teacher: dict, head_channels: int | None = None,
+                 loss: dict | None = None, num_superpixels: int | None = None,
+                 min_depth: float = 1.0, **kwargs):
+        super().__init__(backbone, **kwargs)
+        self.head = projection_head(self.feature_channels, head_channels)
+        self.teacher = MODELS.build(image_teacher)
+        width = head_channels or self.feature_channels
+        if self.teacher.out_channels != width:
+            raise ValueError(f"the image teacher gives {self.teacher.out_channels} channels "
+                             f"but the 3D side {width}: set image_teacher.head={width}")
+        self.loss_superpixel = MODELS.build(dict(type="RegionContrastLoss", loss=loss))
+        self.num_superpixels = num_superpixels
+        self.min_depth = float(min_depth)
+
+    def point_features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit-length 3D features of the points inside the voxel grid, and their rows."""
+        output = self.backbone(batch["points"], batch["offsets"])
+        rows = torch.nonzero(output.voxels.point_to_voxel >= 0, as_tuple=True)[0]
+        return F.normalize(self.head(output.point_features[rows]), dim=1), rows
+
+    def superpixel_count(self, superpixels: torch.Tensor) -> int:
+        if self.num_superpixels is not None:
+            return int(self.num_superpixels)
+        return int(superpixels.max()) + 1 if superpixels.numel() else 1
+
+    def pool_points(self, features, rows, batch, lidar2img, image_hw, superpixels, count,
+                    shared_across_cameras: bool = False) -> RegionPoolResult:
+        """Mean 3D feature per superpixel over the points that project into it."""
+        points = batch["points"][rows]
+        sizes = torch.bincount(batch["batch_idx"][rows], minlength=len(batch["offsets"]))
+        offsets = torch.cumsum(sizes, 0)
+        pooled = project_pool(points[:, :3], offsets, lidar2img, image_hw, superpixels, count,
+                              features, min_depth=self.min_depth)
+        if not shared_across_cameras:
+            return RegionPoolResult(pooled.features, pooled.counts)
+        # regions (b * K + k) * S + s -> b * S + s: one id across the sample's cameras
+        cams = lidar2img.shape[1]
+        region = pooled.pair_region
+        shared = (region // (cams * count)) * count + region % count
+        merged = region_pool(features[pooled.pair_point], shared, lidar2img.shape[0] * count)
+        return merged
+
+    def superpixel_loss(self, features, rows, batch, pixels, superpixels, lidar2img,
+                        image_hw) -> torch.Tensor:
+        """Eq. 2 from unit-length point features (of ``batch["points"][rows]``) and pixel
+        features ``(B * K, C, H, W)``."""
+        count = self.superpixel_count(superpixels)
+        point_pooled = self.pool_points(features, rows, batch, lidar2img, image_hw,
+                                        superpixels, count)
+        pixel_pooled = region_pool(pixels.permute(0, 2, 3, 1).reshape(-1, pixels.shape[1]),
+                                   pixel_regions(superpixels, count),
+                                   superpixels.shape[0] * superpixels.shape[1] * count)
+        return self.loss_superpixel(point_pooled, pixel_pooled)
+
+    def loss(self, batch: dict) -> dict:
+        images, superpixels, lidar2img, image_hw = stack_cameras(batch)
+        features, rows = self.point_features(batch)
+        pixels = self.teacher(images.flatten(0, 1))  # (B*K, C, H, W), unit length
+        return {"loss_superpixel": self.superpixel_loss(features, rows, batch, pixels,
+                                                        superpixels, lidar2img, image_hw)}
