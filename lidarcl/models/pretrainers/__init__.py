@@ -7,9 +7,10 @@ from lidarcl.models.pretrainers.fac import (ForegroundAwareContrast, foreground_
                                             multi_positive_info_nce)
 from lidarcl.models.pretrainers.pointcontrast import PointContrast
 from lidarcl.models.pretrainers.prc import PointRegionContrast, sample_region_points
+from lidarcl.models.pretrainers.scalr import ScaLR
 from lidarcl.models.pretrainers.slidr import SLidR
 
 __all__ = ["Pretrainer", "ViewFeatures", "match_rows", "NonFiniteLossError", "PointContrast",
            "PointRegionContrast", "sample_region_points", "MaskedContrast",
            "chamfer_distance", "cell_targets", "ForegroundAwareContrast",
-           "foreground_segments", "multi_positive_info_nce", "SLidR"]
+           "foreground_segments", "multi_positive_info_nce", "SLidR", "ScaLR"]

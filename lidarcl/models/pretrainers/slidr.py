@@ -30,54 +30,17 @@ config carries it.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from lidarcl.models.pretrainers.base import Pretrainer, projection_head
+from lidarcl.models.pretrainers.camera import CameraPretrainer, pixel_regions, stack_cameras
 from lidarcl.ops import project_pool, region_pool
 from lidarcl.ops.pooling import RegionPoolResult
 from lidarcl.registry import MODELS
 
-__all__ = ["SLidR", "stack_cameras", "pixel_regions"]
-
-
-def stack_cameras(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(images (B, K, 3, H, W) float in [0, 1], superpixels (B, K, H, W) int64,
-    lidar2img (B, K, 4, 4), image_hw (B, K, 2))`` of a collated batch; every sample must
-    have the same number of cameras of one size (the image transforms make it so)."""
-    for key in ("images", "superpixels", "lidar2img", "img_shape"):
-        if batch.get(key) is None or any(v is None for v in batch[key]):
-            raise KeyError(f"the batch has no {key!r}: the pipeline needs LoadImages, "
-                           "LoadSuperpixels and PackSample keeping it")
-    try:
-        images = torch.stack([torch.as_tensor(v) for v in batch["images"]])
-        superpixels = torch.stack([torch.as_tensor(v) for v in batch["superpixels"]])
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError("the samples' images differ in number or size; resize or crop them "
-                         "to one size (ResizeImages / RandomResizedCropImages) and keep the "
-                         "same number of cameras (SelectCameras)") from exc
-    images = images.float() / 255.0 if not images.is_floating_point() else images
-    lidar2img = torch.stack([torch.as_tensor(v) for v in batch["lidar2img"]])
-    image_hw = torch.stack([torch.as_tensor(v) for v in batch["img_shape"]])
-    return images, superpixels.to(torch.int64), lidar2img, image_hw
-
-
-def pixel_regions(superpixels: torch.Tensor, num_superpixels: int,
-                  shared_across_cameras: bool = False) -> torch.Tensor:
-    """Region id of every pixel of ``(B, K, H, W)`` maps, flattened like ``(B, K, H, W)``:
-    ``(b * K + k) * S + s`` (every image its own superpixels, SLidR), or ``b * S + s`` with
-    ``shared_across_cameras`` (SuperFlow's view-consistent ids); ``-1`` stays -1."""
-    batch, cams = superpixels.shape[:2]
-    if shared_across_cameras:
-        base = torch.arange(batch, device=superpixels.device).view(batch, 1, 1, 1) \
-            * num_superpixels
-    else:
-        base = torch.arange(batch * cams, device=superpixels.device).view(batch, cams, 1, 1) \
-            * num_superpixels
-    return torch.where(superpixels >= 0, superpixels + base, superpixels).reshape(-1)
+__all__ = ["SLidR"]
 
 
 @MODELS.register_module()
-class SLidR(Pretrainer):
+class SLidR(CameraPretrainer):
     """SLidR (module doc).
 
     Args:
@@ -96,22 +59,10 @@ class SLidR(Pretrainer):
     def __init__(self, backbone: dict, image_teacher: dict, head_channels: int | None = None,
                  loss: dict | None = None, num_superpixels: int | None = None,
                  min_depth: float = 1.0, **kwargs):
-        super().__init__(backbone, **kwargs)
-        self.head = projection_head(self.feature_channels, head_channels)
-        self.teacher = MODELS.build(image_teacher)
-        width = head_channels or self.feature_channels
-        if self.teacher.out_channels != width:
-            raise ValueError(f"the image teacher gives {self.teacher.out_channels} channels "
-                             f"but the 3D side {width}: set image_teacher.head={width}")
+        super().__init__(backbone, image_teacher, head_channels, **kwargs)
         self.loss_superpixel = MODELS.build(dict(type="RegionContrastLoss", loss=loss))
         self.num_superpixels = num_superpixels
         self.min_depth = float(min_depth)
-
-    def point_features(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit-length 3D features of the points inside the voxel grid, and their rows."""
-        output = self.backbone(batch["points"], batch["offsets"])
-        rows = torch.nonzero(output.voxels.point_to_voxel >= 0, as_tuple=True)[0]
-        return F.normalize(self.head(output.point_features[rows]), dim=1), rows
 
     def superpixel_count(self, superpixels: torch.Tensor) -> int:
         if self.num_superpixels is not None:
