@@ -13,6 +13,7 @@ from lidarcl.datasets.transforms.filters import (ObjectMinPointsFilter, ObjectNa
 from lidarcl.datasets.transforms.formatting import PackSample
 from lidarcl.datasets.transforms.image import (RandomFlipImages, RandomResizedCropImages,
                                                ResizeImages, SelectCameras, apply_image_affine)
+from lidarcl.datasets.transforms.image_ssl import MoCoV2Crops
 from lidarcl.datasets.transforms.loading import (LoadImages, LoadLidarsegLabels, LoadPoints,
                                                  LoadSuperpixels, LoadSweeps)
 from lidarcl.datasets.transforms.regions import SegmentRegions
@@ -27,4 +28,5 @@ __all__ = [
     "apply_lidar_transform", "PackSample", "SegmentRegions", "MultiViewAugment",
     "TemporalViews", "match_views", "mutual_nearest", "ResizeImages",
     "RandomResizedCropImages", "RandomFlipImages", "SelectCameras", "apply_image_affine",
+    "MoCoV2Crops",
 ]
