@@ -34,6 +34,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from lidarcl.datasets.info_format import read_info_index
+from lidarcl.datasets.superpixels import SUPERPIXEL_DIRNAME, superpixel_path
 from lidarcl.errors import DataError
 from lidarcl.utils.paths import confined_path
 
@@ -134,6 +135,8 @@ class InfoDataset(SkipsSamples, BaseDataset):
         index_dir = os.path.dirname(os.path.abspath(self.ann_file))
         token = info["token"]
 
+        superpixel_sets = sorted((self.index_metadata or {}).get("superpixel_sets") or {})
+
         def inside(base: str, entry, what: str) -> str:
             # every path of the index stays under its root (lidarcl.utils.paths)
             return confined_path(base, entry, self.ann_file, f"sample {token} {what}")
@@ -158,7 +161,12 @@ class InfoDataset(SkipsSamples, BaseDataset):
                                for k in ("cam2img", "lidar2cam", "lidar2img") if k in cam},
                             **({"superpixel_path": inside(index_dir, cam["superpixel_path"],
                                                           f"camera {name} superpixel_path")}
-                               if cam.get("superpixel_path") else {})}
+                               if cam.get("superpixel_path") else {}),
+                            "superpixel_sets": {
+                                tag: inside(index_dir, superpixel_path(
+                                    SUPERPIXEL_DIRNAME, tag, token, name),
+                                    f"camera {name} superpixel set {tag}")
+                                for tag in superpixel_sets}}
                      for name, cam in info.get("cams", {}).items()},
             "lidarseg_path": (inside(root, info["lidarseg_path"], "lidarseg_path")
                               if info.get("lidarseg_path") else None),

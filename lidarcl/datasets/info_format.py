@@ -11,7 +11,11 @@ File layout::
                    "classes": [<detection class names>],
                    "superpixels": {"method": "slic", "n_segments": 150, "compactness": 6.0,
                                    "sigma": 3.0, "tag": "slic150", ...}  (only when
-                                   superpixels were computed), ...},
+                                   superpixels were computed),
+                   "superpixel_sets": {<tag>: {"method", "num_superpixels", ...}}  (every
+                                   cached set of maps in <index dir>/superpixels/<tag>/, SLIC
+                                   and semantic; lidarcl/datasets/semantic_superpixels.py),
+                   ...},
       "infos": [<sample info>, ...]
     }
 

@@ -270,10 +270,14 @@ def create_superpixels(info_index_path: str | os.PathLike, data_root: str | os.P
             rel = os.path.relpath(superpixel_path(out_dir, tag, token, channel), index_dir)
             cams[channel] = {**cam, SUPERPIXEL_KEY: rel.replace(os.sep, "/")}
         new_infos.append({**info, "cams": cams})
-    new_meta = {**metadata, "superpixels": {
-        "method": method, "n_segments": int(n_segments), "compactness": float(compactness),
-        "sigma": float(sigma), "tag": tag, "implementation": "skimage.segmentation.slic",
-        "paths_relative_to": "info index folder"}}
+    record = {"method": method, "n_segments": int(n_segments),
+              "compactness": float(compactness), "sigma": float(sigma), "tag": tag,
+              "implementation": "skimage.segmentation.slic",
+              "paths_relative_to": "info index folder"}
+    # "superpixels": the set every camera's superpixel_path points to (LoadSuperpixels'
+    # default); "superpixel_sets": every set in the folder, by tag (LoadSuperpixels(tag=...))
+    new_meta = {**metadata, "superpixels": record,
+                "superpixel_sets": {**(metadata.get("superpixel_sets") or {}), tag: record}}
     if new_infos != infos or new_meta != metadata:
         write_info_index(index_path, new_infos, new_meta)
     return {"index": index_path, "dir": os.path.join(out_dir, tag), "computed": len(counts),

@@ -300,14 +300,37 @@ class LoadSuperpixels(Transform):
     Adds ``superpixels``: ``(K, H, W)`` int16 ids (``0 .. S-1`` per image), or a list of
     ``(H, W)`` when the cameras differ in size; ``superpixel_paths``.
 
+    ``tag``: load the set of that tag (``metadata["superpixel_sets"]`` of the index: SLIC
+    ``slic150``, semantic ``kmeans17``, a user's own; ``lidarcl/datasets/
+    semantic_superpixels.py``) instead of the cameras' ``superpixel_path``.
+
     Raises :class:`DataError` naming the file: a camera whose index entry has no
-    ``superpixel_path`` (names the image; the index was written without superpixels), a
+    ``superpixel_path`` (or no set ``tag``) (names the image; the index was written without superpixels), a
     missing, unreadable or wrongly typed map, a map of another size than the info's
     ``height`` x ``width``.
     """
 
-    def __init__(self, channels: Sequence[str] | None = None):
+    def __init__(self, channels: Sequence[str] | None = None, tag: str | None = None):
         self.channels = None if channels is None else tuple(channels)
+        self.tag = tag
+
+    def _path(self, sample: dict, name: str, cam: dict) -> str:
+        token = sample.get("token", "?")
+        if self.tag is None:
+            path = cam.get(SUPERPIXEL_KEY)
+            if not path:
+                raise DataError(cam.get("path"), f"sample {token} camera {name}: the info "
+                                                 "index has no superpixel map for this image; "
+                                                 "run tools/create_data.py with "
+                                                 "--superpixels slic")
+            return path
+        path = (cam.get("superpixel_sets") or {}).get(self.tag)
+        if not path:
+            raise DataError(cam.get("path"), f"sample {token} camera {name}: the info index "
+                                             f"records no superpixel set {self.tag!r} (it has "
+                                             f"{sorted(cam.get('superpixel_sets') or {})}); "
+                                             "compute it with tools/superpixels.py")
+        return path
 
     def transform(self, sample: dict) -> dict:
         cams: Mapping[str, dict] = sample.get("cams", {}) or {}
@@ -322,12 +345,7 @@ class LoadSuperpixels(Transform):
                 raise DataError(sample.get("lidar_path"), f"sample {token} has no camera "
                                                           f"{name!r}; it has {sorted(cams)}")
             cam = cams[name]
-            path = cam.get(SUPERPIXEL_KEY)
-            if not path:
-                raise DataError(cam.get("path"), f"sample {token} camera {name}: the info "
-                                                 "index has no superpixel map for this image; "
-                                                 "run tools/create_data.py with "
-                                                 "--superpixels slic")
+            path = self._path(sample, name, cam)
             shape = None
             if cam.get("height") is not None and cam.get("width") is not None:
                 shape = (int(cam["height"]), int(cam["width"]))

@@ -17,6 +17,8 @@ The encoder stays in eval mode (BatchNorm statistics frozen) whatever ``train()`
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +55,7 @@ class ImageTeacher(nn.Module):
         self.encoder_cfg = dict(encoder)
         self.encoder = build_image_encoder(encoder)
         self.checkpoint_meta: dict = {}
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         if checkpoint is not None:
             if layout is None:
                 raise ValueError(f"{checkpoint}: say which layout the file has (layout=...)")
