@@ -4,6 +4,7 @@ from lidarcl.datasets.camera_images import CameraImageDataset, collate_image_vie
 from lidarcl.datasets.collate import collate_samples
 from lidarcl.datasets.folder_dataset import FolderDataset
 from lidarcl.datasets.kitti_dataset import KittiDataset
+from lidarcl.datasets.multi_frame import MultiFrameDataset
 from lidarcl.datasets.nuscenes_dataset import NuScenesDataset
 
-__all__ = ["CameraImageDataset", "collate_image_views", "collate_samples", "FolderDataset", "KittiDataset", "NuScenesDataset"]
+__all__ = ["CameraImageDataset", "collate_image_views", "collate_samples", "FolderDataset", "KittiDataset", "MultiFrameDataset", "NuScenesDataset"]

@@ -14,14 +14,16 @@ from lidarcl.datasets.transforms.formatting import PackSample
 from lidarcl.datasets.transforms.image import (RandomFlipImages, RandomResizedCropImages,
                                                ResizeImages, SelectCameras, apply_image_affine)
 from lidarcl.datasets.transforms.image_ssl import MoCoV2Crops
-from lidarcl.datasets.transforms.loading import (LoadImages, LoadLidarsegLabels, LoadPoints,
+from lidarcl.datasets.transforms.loading import (LoadDenseCloud, LoadImages,
+                                                 LoadLidarsegLabels, LoadPoints,
                                                  LoadSuperpixels, LoadSweeps)
 from lidarcl.datasets.transforms.regions import SegmentRegions
 from lidarcl.datasets.transforms.views import (MultiViewAugment, TemporalViews, match_views,
                                                mutual_nearest)
 
 __all__ = [
-    "LoadPoints", "LoadSweeps", "LoadImages", "LoadSuperpixels", "LoadLidarsegLabels",
+    "LoadPoints", "LoadSweeps", "LoadDenseCloud", "LoadImages", "LoadSuperpixels",
+    "LoadLidarsegLabels",
     "PointsRangeFilter", "ObjectRangeFilter", "ObjectNameFilter", "ObjectMinPointsFilter",
     "PointsInCameraFOV", "PointSample", "PointShuffle",
     "GlobalRotScaleTrans", "RandomFlip3D", "PointJitter", "PointDropout",

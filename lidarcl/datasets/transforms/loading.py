@@ -215,6 +215,52 @@ def _camera_order(available: Sequence[str], channels: Sequence[str] | None) -> l
 
 
 @TRANSFORMS.register_module()
+class LoadDenseCloud(Transform):
+    """The dense cloud of SuperFlow's dense-to-sparse consistency (Xu et al., ECCV 2024):
+    the keyframe's points (``sample["points"]`` as the pipeline left them) followed by its
+    ``num_sweeps`` newest sweeps (2 in the released code: three scans), each mapped into
+    the keyframe's LiDAR frame by ``sweep2lidar`` and then by the augmentation applied so
+    far (``lidar_aug_matrix``), so that the dense cloud projects with the keyframe's
+    ``lidar2img``; placed after the augmentations. Adds ``dense_points`` (N_d, C) float32
+    and ``dense_sweep_index`` (N_d,) int64: 0 for keyframe points, ``k`` for the k-th sweep.
+    Sweep points within ``remove_close`` metres of the sensor (the ego vehicle) are
+    dropped, and with ``point_cloud_range`` those outside it.
+
+    Departure: the released code augments the dense cloud apart from the keyframe (another
+    rotation and flip); here both share the keyframe's, which keeps one ``lidar2img`` per
+    camera for both. The pooled features are compared per superpixel, not per point, so
+    the loss still asks the backbone for the same feature from a sparser and a denser scan.
+    """
+
+    def __init__(self, num_sweeps: int = 2, remove_close: float = 1.0,
+                 point_cloud_range: Sequence[float] | None = None,
+                 max_abs_coordinate: float | None = MAX_ABS_COORDINATE):
+        self.num_sweeps = int(num_sweeps)
+        self.remove_close = float(remove_close)
+        self.point_cloud_range = None if point_cloud_range is None else \
+            np.asarray(point_cloud_range, dtype=np.float64)
+        self.max_abs_coordinate = max_abs_coordinate
+
+    def transform(self, sample: dict) -> dict:
+        key_points = np.asarray(sample["points"], dtype=np.float32)
+        dims = sample.get("points_use_dims")
+        aug = np.asarray(sample.get("lidar_aug_matrix", np.eye(4)), dtype=np.float64)
+        parts, index = [key_points], [np.zeros(len(key_points), dtype=np.int64)]
+        for k, sweep in enumerate(list(sample.get("sweeps", []))[:self.num_sweeps], 1):
+            pts, _ = load_sweep(sample, sweep, dims, key_points.shape[1], self.remove_close,
+                                False, self.max_abs_coordinate)
+            pts = transform_points(pts, aug)
+            if self.point_cloud_range is not None:
+                low, high = self.point_cloud_range[:3], self.point_cloud_range[3:]
+                pts = pts[((pts[:, :3] >= low) & (pts[:, :3] < high)).all(1)]
+            parts.append(pts.astype(np.float32, copy=False))
+            index.append(np.full(len(pts), k, dtype=np.int64))
+        sample["dense_points"] = np.concatenate(parts, 0)
+        sample["dense_sweep_index"] = np.concatenate(index)
+        return sample
+
+
+@TRANSFORMS.register_module()
 class LoadImages(Transform):
     """Load the sample's camera images and their calibration, in a fixed channel order.
 
