@@ -1,6 +1,7 @@
 """Camera-LiDAR pretrainers from their configs: two training iterations of each method on
-each backbone, on generated scenes with cameras and SLIC superpixels; the teacher stays
-frozen while the 3D side and the heads learn."""
+each backbone, on generated scenes with cameras, sweeps, SLIC and semantic superpixels (and
+t-1 / t+1 frames for SuperFlow); the teacher stays frozen while the 3D side and the heads
+learn."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,11 +26,20 @@ def camera_dataset(tmp_path_factory) -> str:
     from lidarcl.datasets.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("camera_data")
+    from lidarcl.datasets.semantic_superpixels import create_semantic_superpixels
+    from lidarcl.models.image import ImageTeacher
+
     summary = generate_dataset(str(root), scenes=2, keyframes=2, seed=0, image_size=(160, 90),
-                               version="v1.0-synthetic", overwrite=True)
+                               sweeps_per_keyframe=2, version="v1.0-synthetic",
+                               overwrite=True)
+    torch.manual_seed(0)
+    teacher = ImageTeacher(encoder=dict(type="resnet", depth=18, dilate=[False, True, True]),
+                           head=None)
     for index in create_nuscenes_infos(summary["dataroot"], "v1.0-synthetic",
                                        summary["dataroot"]):
         create_superpixels(index, summary["dataroot"])
+        create_semantic_superpixels(index, summary["dataroot"], teacher, clusters=17,
+                                    min_area=4, fit_images=12)
     return summary["dataroot"]
 
 
@@ -37,10 +47,14 @@ def _config(method: str, backbone: str, data_root: str):
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(REPO / "configs" / "pretrain" / f"{method}_{backbone}_synth.py"))
-    cfg.train_dataloader.dataset.data_root = data_root + "/"
-    for step in cfg.train_dataloader.dataset.pipeline:
-        if step["type"] in ("RandomResizedCropImages", "ResizeImages"):
-            step["size"] = [56, 104]  # the generated 160 x 90 images, small
+    dataset = cfg.train_dataloader.dataset
+    pipelines = [dataset.pipeline] if "pipeline" in dataset else \
+        [dataset.dataset.pipeline, dataset.frame_pipeline]  # MultiFrameDataset (SuperFlow)
+    (dataset if "pipeline" in dataset else dataset.dataset).data_root = data_root + "/"
+    for pipeline in pipelines:
+        for step in pipeline:
+            if step["type"] in ("RandomResizedCropImages", "ResizeImages"):
+                step["size"] = [56, 104]  # the generated 160 x 90 images, small
     if backbone == "voxelbackbone8x":
         cfg.model.backbone.point_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
         cfg.model.backbone.voxel_size = [0.4, 0.4, 0.2]
@@ -75,11 +89,13 @@ def _two_iterations(cfg):
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("method", ["slidr", "scalr"])
+@pytest.mark.parametrize("method", ["slidr", "scalr", "superflow"])
 def test_two_iterations_of_each_method_on_each_backbone(method, backbone, camera_dataset):
     cfg = _config(method, backbone, camera_dataset)
     model, losses, teacher, backbone_before = _two_iterations(cfg)
     assert all(np.isfinite(v) and v > 0 for step in losses for v in step.values()), losses
+    if method == "superflow":
+        assert set(losses[0]) == {"loss_spatial", "loss_d2s", "loss_temporal"}
     for name, value in model.teacher.encoder.state_dict().items():  # frozen, BN included
         assert torch.equal(value, teacher[name]), name
     # every backbone weight the loss reaches has learnt (VoxelBackBone8x's point features

@@ -32,8 +32,9 @@ from __future__ import annotations
 import torch
 
 from lidarcl.models.pretrainers.camera import CameraPretrainer, pixel_regions, stack_cameras
-from lidarcl.ops import project_pool, region_pool
-from lidarcl.ops.pooling import RegionPoolResult
+from lidarcl.ops import project_points_batched, project_pool, region_pool, visibility
+from lidarcl.ops.pooling import RegionPoolResult, superpixel_pairs
+from lidarcl.ops.projection import BatchedProjectionResult
 from lidarcl.registry import MODELS
 
 __all__ = ["SLidR"]
@@ -54,15 +55,20 @@ class SLidR(CameraPretrainer):
         num_superpixels: ids per image ``S`` (ids ``0 .. S-1``); ``None`` takes the batch's
             largest id + 1.
         min_depth: a point pairs with a pixel only farther than this in front of the camera.
+        occlusion: occlusion-aware pairing, ``dict(window=1, depth_tolerance=0.3)``: a point
+            hidden behind nearer points of its camera (``lidarcl.ops.visibility``, a depth
+            buffer of the projected points) pairs with no pixel there; ``None`` (SLidR) pairs
+            every projected point.
     """
 
     def __init__(self, backbone: dict, image_teacher: dict, head_channels: int | None = None,
                  loss: dict | None = None, num_superpixels: int | None = None,
-                 min_depth: float = 1.0, **kwargs):
+                 min_depth: float = 1.0, occlusion: dict | None = None, **kwargs):
         super().__init__(backbone, image_teacher, head_channels, **kwargs)
         self.loss_superpixel = MODELS.build(dict(type="RegionContrastLoss", loss=loss))
         self.num_superpixels = num_superpixels
         self.min_depth = float(min_depth)
+        self.occlusion = None if occlusion is None else dict(occlusion)
 
     def superpixel_count(self, superpixels: torch.Tensor) -> int:
         if self.num_superpixels is not None:
@@ -75,16 +81,24 @@ class SLidR(CameraPretrainer):
         points = batch["points"][rows]
         sizes = torch.bincount(batch["batch_idx"][rows], minlength=len(batch["offsets"]))
         offsets = torch.cumsum(sizes, 0)
-        pooled = project_pool(points[:, :3], offsets, lidar2img, image_hw, superpixels, count,
-                              features, min_depth=self.min_depth)
-        if not shared_across_cameras:
-            return RegionPoolResult(pooled.features, pooled.counts)
-        # regions (b * K + k) * S + s -> b * S + s: one id across the sample's cameras
         cams = lidar2img.shape[1]
-        region = pooled.pair_region
-        shared = (region // (cams * count)) * count + region % count
-        merged = region_pool(features[pooled.pair_point], shared, lidar2img.shape[0] * count)
-        return merged
+        if self.occlusion is not None:
+            proj = project_points_batched(points[:, :3], offsets, lidar2img, image_hw,
+                                          min_depth=self.min_depth)
+            visible = visibility(proj, image_hw, **self.occlusion)
+            proj = BatchedProjectionResult(*(field[visible] for field in proj))
+            pair_point, region = superpixel_pairs(proj, superpixels, count, cams)
+        else:
+            pooled = project_pool(points[:, :3], offsets, lidar2img, image_hw, superpixels,
+                                  count, features, min_depth=self.min_depth)
+            if not shared_across_cameras:
+                return RegionPoolResult(pooled.features, pooled.counts)
+            pair_point, region = pooled.pair_point, pooled.pair_region
+        if shared_across_cameras:
+            # regions (b * K + k) * S + s -> b * S + s: one id across the sample's cameras
+            region = (region // (cams * count)) * count + region % count
+            return region_pool(features[pair_point], region, lidar2img.shape[0] * count)
+        return region_pool(features[pair_point], region, lidar2img.shape[0] * cams * count)
 
     def superpixel_loss(self, features, rows, batch, pixels, superpixels, lidar2img,
                         image_hw) -> torch.Tensor:
