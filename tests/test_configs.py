@@ -28,23 +28,46 @@ def test_config_parses_and_names_registered_components(path):
             continue  # loaders.py: shared settings without a dataset
         loader = cfg[key]
         assert DATASETS.get(loader.dataset.type) is not None, loader.dataset.type
-        for step in loader.dataset.pipeline:
-            assert TRANSFORMS.get(step["type"]) is not None, step["type"]
+        for pipeline in _pipelines(loader.dataset):
+            for step in pipeline:
+                assert TRANSFORMS.get(step["type"]) is not None, step["type"]
     if "type" in (cfg.get("model") or {}):
         from lidarcl.registry import MODELS
 
+        teacher = cfg.model.get("image_teacher")
+        if teacher is not None and teacher.get("checkpoint") and \
+                not Path(teacher.checkpoint).is_file():  # official weights: not shipped
+            assert teacher.checkpoint.startswith("checkpoints/") and teacher.layout
+            teacher.checkpoint = None
         model = MODELS.build(cfg.model)  # every pretraining config builds its model
         assert hasattr(model, "backbone")
     if path.parent.name == "pretrain":  # <method>_<backbone>_<dataset>.py: what it says
-        _, backbone, dataset = path.stem.split("_")
+        method, backbone, dataset = path.stem.split("_")
         assert type(model.backbone).__name__ == PRETRAIN_BACKBONES[backbone]
         dataset_cfg = cfg.train_dataloader.dataset
-        assert (dataset_cfg.type, dataset_cfg.data_root) == PRETRAIN_DATASETS[dataset]
+        inner = dataset_cfg.dataset if dataset_cfg.type == "MultiFrameDataset" else dataset_cfg
+        assert (inner.type, inner.data_root) == PRETRAIN_DATASETS[dataset]
         assert "_delete_" not in str(cfg.model) + str(dataset_cfg)
-        steps = [step["type"] for step in dataset_cfg.pipeline]
-        assert "MultiViewAugment" in steps and cfg.train_dataloader.sampler.type == \
-            "InfiniteSampler"
-        assert ("TemporalViews" in steps) == (dataset in ("synth", "nuscenes"))
+        assert cfg.train_dataloader.sampler.type == "InfiniteSampler"
+        steps = [[step["type"] for step in pipeline] for pipeline in _pipelines(dataset_cfg)]
+        if method in CAMERA_METHODS:  # images with exact lidar2img; superpixels where pooled
+            for frame_steps in steps:
+                assert "LoadImages" in frame_steps and "PackSample" == frame_steps[-1]
+                assert ("LoadSuperpixels" in frame_steps) == (method != "scalr")
+            assert (dataset_cfg.type == "MultiFrameDataset") == (method == "superflow")
+            return
+        assert "MultiViewAugment" in steps[0]
+        assert ("TemporalViews" in steps[0]) == (dataset in ("synth", "nuscenes"))
+
+
+CAMERA_METHODS = ("slidr", "superflow", "scalr")
+
+
+def _pipelines(dataset_cfg) -> list:
+    """The pipelines of a dataset config: its own, or a MultiFrameDataset's two."""
+    if dataset_cfg.type == "MultiFrameDataset":
+        return [dataset_cfg.dataset.pipeline, dataset_cfg.frame_pipeline]
+    return [dataset_cfg.pipeline]
 
 
 PRETRAIN_BACKBONES = {"minkunet34": "MinkUNet34", "voxelbackbone8x": "VoxelBackBone8x",
@@ -62,6 +85,9 @@ def test_every_method_has_its_pretraining_configs():
                 for backbone, dataset in [(b, d) for b in PRETRAIN_BACKBONES
                                           for d in ("synth", "nuscenes")]
                 + [("minkunet34", "kitti"), ("minkunet34", "folder")]}
+    expected |= {f"{method}_{backbone}_synth" for method in CAMERA_METHODS
+                 for backbone in PRETRAIN_BACKBONES}
+    expected |= {f"{method}_minkunet34_nuscenes" for method in CAMERA_METHODS}
     assert expected <= present, sorted(expected - present)
 
 

@@ -192,6 +192,9 @@ def generate_dataset(out_dir, scenes: int = 2, keyframes: int = 10, seed: int = 
         inst_anns: dict = {}
         prev_sd = {c: None for c in (LIDAR_CHANNEL,) + CAMERA_CHANNELS}
         sim_rng = np.random.default_rng([seed, 200 + si])
+        # the intermediate sweeps draw from their own stream: the keyframes do not depend on
+        # sweeps_per_keyframe (a set with sweeps has the keyframes of the set without)
+        sweep_rng = np.random.default_rng([seed, 300 + si])
 
         def add_sd(channel, ts, t, sample_token, filename, key, width=0, height=0):
             rec = {"token": tok(), "sample_token": sample_token, "ego_pose_token": add_ego_pose(scn, t, ts),
@@ -214,7 +217,7 @@ def generate_dataset(out_dir, scenes: int = 2, keyframes: int = 10, seed: int = 
                 t = t_key - j * sweep_dt
                 ts = ts0 + int(round(t * 1e6))
                 tl = time.perf_counter()
-                sw = SE.simulate_sweep(scn, t, sim_rng)
+                sw = SE.simulate_sweep(scn, t, sweep_rng)
                 t_lidar += time.perf_counter() - tl
                 fn = f"sweeps/{LIDAR_CHANNEL}/{logfile}__{LIDAR_CHANNEL}__{ts}.pcd.bin"
                 sw.points.tofile(osp.join(root, fn))
