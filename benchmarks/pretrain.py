@@ -18,6 +18,18 @@ _nuscenes.py``) is built with the backbone swapped in, and one iteration is:
   losses, backward, gradient clipping, AdamW step), then the momentum (key) encoders' EMA
   step for the methods that have them (FAC), as ``MomentumUpdateHook`` does in a run.
 
+Camera-LiDAR methods (``slidr``, ``scalr``, ``superflow``) run their nuScenes configs with
+the config's teacher architecture at random weights (the official files are not shipped;
+the cost is the same): the index gets the frame's SLIC maps and 17-class semantic maps of
+that teacher (computed once, before the rows), and two sweep entries (the keyframe moved by
+0.5 m and 1 m) for SuperFlow's dense cloud; the frame is alone in its scene, so SuperFlow's
+t-1 and t+1 are the keyframe again through the frame pipeline (their own loading and
+augmentation: the cost of real neighbours). The **data** step then includes the image
+decoding, resizing / cropping and the superpixel maps of every frame. **ops s** is the time
+inside lidarcl's correspondence ops during the model step (``project_points_batched``,
+``project_pool``, ``region_pool``, ``gather_pixel_features``, ``visibility``, forward and
+the backward of their autograd functions), and its share of the model step.
+
 One warm-up iteration, then the median of ``--iters`` iterations. The baseline of every row
 is its own data time: the ratio column is model time / data time.
 
@@ -39,12 +51,52 @@ import numpy as np
 
 from benchmarks.isolated import ROOT, peak_memory_mib, report, run_isolated
 
-METHODS = ("pointcontrast", "prc", "fac", "cmae")
+METHODS = ("pointcontrast", "prc", "fac", "cmae", "slidr", "scalr", "superflow")
+CAMERA_METHODS = ("slidr", "scalr", "superflow")
+OPS = ("project_points_batched", "project_pool", "region_pool", "gather_pixel_features",
+       "visibility")
 BACKBONES = {
     "minkunet34": dict(type="MinkUNet34", in_channels=4, out_channels=64, voxel_size=0.1),
     "voxelbackbone8x": dict(type="VoxelBackBone8x", in_channels=4),
     "ptv3": dict(type="PointTransformerV3", in_channels=4, out_channels=64, voxel_size=0.1),
 }
+
+
+class OpsClock:
+    """Seconds spent in lidarcl's correspondence ops (forward and the backward of their
+    autograd functions), wherever the pretrainers imported them; an op called inside
+    another counts once."""
+
+    def __init__(self, sync):
+        import lidarcl.ops as ops
+        from lidarcl.models.pretrainers import scalr, slidr, superflow
+
+        self.seconds, self.sync, self._depth = 0.0, sync, 0
+        originals = {name: getattr(ops, name) for name in OPS}
+        for module in (ops, slidr, superflow, scalr):
+            for name, function in originals.items():
+                if hasattr(module, name):
+                    setattr(module, name, self.timed(function))
+        for name in ("_RegionPool", "_ProjectPool", "_GatherPixels"):
+            function = getattr(ops, name)
+            function.backward = staticmethod(self.timed(function.backward))
+
+    def timed(self, function):
+        import time
+
+        def wrapper(*args, **kwargs):
+            if self._depth:
+                return function(*args, **kwargs)
+            self._depth += 1
+            self.sync()
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.sync()
+                self.seconds += time.perf_counter() - start
+                self._depth -= 1
+        return wrapper
 
 
 def _child(args: list[str]) -> None:
@@ -71,8 +123,9 @@ def _child(args: list[str]) -> None:
     register_all_modules()
     cfg = Config.fromfile(str(ROOT / "configs" / "pretrain" / f"{method}_minkunet34_nuscenes.py"))
     dataset_cfg = cfg.train_dataloader.dataset.to_dict()
-    dataset_cfg.update(data_root=data_root, ann_file=ann_file)
-    for step in dataset_cfg["pipeline"]:
+    inner = dataset_cfg["dataset"] if dataset_cfg["type"] == "MultiFrameDataset" else dataset_cfg
+    inner.update(data_root=data_root, ann_file=ann_file)
+    for step in inner["pipeline"]:
         if step["type"] == "SegmentRegions":
             step["cache_dir"] = cache_dir
         if step["type"] == "TemporalViews":
@@ -81,6 +134,10 @@ def _child(args: list[str]) -> None:
     batch_size = int(cfg.train_dataloader.batch_size)
     model_cfg = cfg.model.to_dict()
     model_cfg["backbone"] = dict(BACKBONES[backbone])
+    if "image_teacher" in model_cfg:  # the architecture at random weights: the same cost
+        model_cfg["image_teacher"]["checkpoint"] = None
+    if method == "slidr" and backbone == "voxelbackbone8x":
+        model_cfg["head_channels"] = 64  # its 16 channels to the teacher's 64
     model = MODELS.build(model_cfg).to(device)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     model.train()
@@ -91,9 +148,13 @@ def _child(args: list[str]) -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
+    clock = OpsClock(sync)
+    ops_times = []
+
     def model_step(batch, deterministic: bool) -> float:
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.deterministic = deterministic
+        clock.seconds = 0.0
         start = time.perf_counter()
         losses = model.train_step(batch, optim_wrapper)
         if momentum_pairs:  # what MomentumUpdateHook does after each iteration of a run
@@ -116,16 +177,26 @@ def _child(args: list[str]) -> None:
         for deterministic in order if deterministic_cost else (False,):
             seconds = model_step(batch, deterministic)
             (deterministic_times if deterministic else model_times).append(seconds)
+            if not deterministic:
+                ops_times.append(clock.seconds)
 
     def median(values):
         return sorted(values)[len(values) // 2]
 
     figures = {"batch": batch_size, "points": points, "cold_data": data_times[0],
                "data": median(data_times[1:]), "model": median(model_times[1:]),
-               "peak_mib": peak_memory_mib(device)}
+               "ops": median(ops_times[1:]), "peak_mib": peak_memory_mib(device)}
     if deterministic_cost:
         figures["model_deterministic"] = median(deterministic_times[1:])
     report(figures)
+
+
+def _moved(metres: float, degrees: float) -> list:
+    yaw = np.deg2rad(degrees)
+    moved = np.eye(4)
+    moved[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+    moved[0, 3] = -metres
+    return moved.tolist()
 
 
 def convert_real_frame(data_root: Path, out: Path) -> Path:
@@ -135,15 +206,30 @@ def convert_real_frame(data_root: Path, out: Path) -> Path:
     create_nuscenes_infos(data_root, "v1.0-mini", out)
     path = out / "nuscenes_infos_train.json"
     index = json.loads(path.read_text())
-    yaw = np.deg2rad(0.5)
-    moved = np.eye(4)
-    moved[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
-    moved[0, 3] = -0.5
     for info in index["infos"]:
-        info["sweeps"] = [{"path": info["lidar_path"], "sweep2lidar": moved.tolist(),
-                           "time_lag": 0.05, "num_point_features": 5}]
+        info["sweeps"] = [{"path": info["lidar_path"], "sweep2lidar": _moved(0.5 * k, 0.5 * k),
+                           "time_lag": 0.05 * k, "num_point_features": 5} for k in (1, 2)]
     path.write_text(json.dumps(index))
     return path
+
+
+def add_superpixels(ann_file: Path, data_root: Path) -> None:
+    """SLIC maps and the semantic maps of SuperFlow's teacher (random weights) for the
+    camera methods."""
+    from mmengine.config import Config
+
+    from lidarcl.datasets.semantic_superpixels import create_semantic_superpixels
+    from lidarcl.datasets.superpixels import create_superpixels
+    from lidarcl.registry import MODELS
+    from lidarcl.utils.setup_env import register_all_modules
+
+    register_all_modules()
+    create_superpixels(ann_file, data_root)
+    cfg = Config.fromfile(str(ROOT / "configs" / "pretrain" / "superflow_minkunet34_nuscenes.py"))
+    teacher_cfg = cfg.model.image_teacher.to_dict()
+    teacher_cfg.update(checkpoint=None, head=None)
+    create_semantic_superpixels(ann_file, data_root, MODELS.build(teacher_cfg), clusters=17,
+                                fit_images=6)
 
 
 def main(args) -> int:
@@ -161,13 +247,16 @@ def main(args) -> int:
     with tempfile.TemporaryDirectory(prefix="lidarcl_bench_") as tmp:
         ann_file = convert_real_frame(data_root, Path(tmp))
         cache_dir = str(Path(tmp) / "regions")
+        if set(methods) & set(CAMERA_METHODS):
+            add_superpixels(ann_file, data_root)
         print(f"real nuScenes frame {data_root}, {args.threads} thread(s), device "
               f"{args.device}; median of {args.iters} iterations after one warm-up")
         cost = bool(getattr(args, "deterministic_cost", False))
         extra_head = " model s, deterministic | deterministic / default |" if cost else ""
         print("| method | backbone | batch | points | data s (cold) | data s | model s | "
-              "iteration s | data share | model / data | peak MiB |" + extra_head)
-        print("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if cost else ""))
+              "iteration s | data share | model / data | ops s (share of model) | peak MiB |"
+              + extra_head)
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if cost else ""))
         for method in methods:
             for backbone in backbones:
                 r = run_isolated("benchmarks.pretrain",
@@ -180,7 +269,9 @@ def main(args) -> int:
                 print(f"| {method} | {backbone} | {r['batch']} | {r['points']:,} "
                       f"| {r['cold_data']:.2f} | {r['data']:.2f} | {r['model']:.2f} "
                       f"| {total:.2f} | {100 * r['data'] / total:.1f}% "
-                      f"| {r['model'] / max(r['data'], 1e-9):.1f}x | {r['peak_mib']:.0f} |"
+                      f"| {r['model'] / max(r['data'], 1e-9):.1f}x "
+                      f"| {r['ops']:.2f} ({100 * r['ops'] / r['model']:.1f}%) "
+                      f"| {r['peak_mib']:.0f} |"
                       + (f" {r['model_deterministic']:.2f} | "
                          f"{r['model_deterministic'] / r['model']:.2f}x |" if cost else ""),
                       flush=True)

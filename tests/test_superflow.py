@@ -174,3 +174,56 @@ def test_each_superflow_term_equals_a_naive_loop(model):
     assert float(losses["loss_d2s"]) == pytest.approx(d2s, rel=1e-4)
     # the cameras share ids: a class seen by both cameras of a sample is one region
     assert (key_counts > 0).sum() <= B * S
+
+
+def test_occlusion_aware_pairing_drops_hidden_points_as_a_depth_buffer_loop(model):
+    """SLidR / SuperFlow with ``occlusion``: a (point, camera) pair pools only when no
+    nearer pair lies within one pixel by more than 0.3 m (a naive depth buffer)."""
+    rng = np.random.default_rng(3)
+    frame = _frame(rng, 0, points_per_sample=300)
+    points = frame["points"]
+    owner = np.repeat(np.arange(B), 300)
+    images, superpixels, lidar2img, image_hw = (None, torch.stack(frame["superpixels"]),
+                                                torch.stack(frame["lidar2img"]),
+                                                torch.stack(frame["img_shape"]))
+    features = point_feature(points).float()
+    rows = torch.arange(len(points))
+    model.occlusion = dict(window=1, depth_tolerance=0.3)
+    try:
+        pooled = model.pool_points(features, rows, frame, lidar2img, image_hw, superpixels, S,
+                                   shared_across_cameras=True)
+    finally:
+        model.occlusion = None
+    plain = model.pool_points(features, rows, frame, lidar2img, image_hw, superpixels, S,
+                              shared_across_cameras=True)
+    pairs = []  # (point, b, k, row, col, depth)
+    for i, p in enumerate(points.double().numpy()):
+        b = owner[i]
+        for k in range(K):
+            q = frame["lidar2img"][b][k].double().numpy() @ np.append(p[:3], 1.0)
+            if q[2] <= 1.0:
+                continue
+            u, v = q[0] / q[2], q[1] / q[2]
+            if 1.0 < u < W - 1.0 and 1.0 < v < H - 1.0:
+                pairs.append((i, b, k, int(math.floor(v)), int(math.floor(u)), q[2]))
+    nearest = {}
+    for _, b, k, row, col, depth in pairs:
+        nearest[(b, k, row, col)] = min(depth, nearest.get((b, k, row, col), np.inf))
+    sums, counts = np.zeros((B * S, C)), np.zeros(B * S, dtype=int)
+    feats = features.double().numpy()
+    hidden = 0
+    for i, b, k, row, col, depth in pairs:
+        around = min(nearest.get((b, k, row + dy, col + dx), np.inf)
+                     for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        if depth > around + 0.3:
+            hidden += 1
+            continue
+        s = int(frame["superpixels"][b][k][row, col])
+        if s >= 0:
+            sums[b * S + s] += feats[i]
+            counts[b * S + s] += 1
+    assert hidden > 0  # the case has occluded pairs
+    np.testing.assert_array_equal(pooled.counts.numpy(), counts)
+    np.testing.assert_allclose(pooled.features.numpy(),
+                               sums / np.maximum(counts, 1)[:, None], atol=1e-6)
+    assert int(plain.counts.sum()) > int(pooled.counts.sum())
