@@ -296,3 +296,33 @@ def test_val_spread_tool_scores_scenes_like_the_probe(tmp_path, capsys):
     assert "| 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         tool.main(["--out", str(out), "--checkpoint", "random=x.pth"])
+
+
+def test_camera_rows_point_their_configs_at_the_seeds_camera_data():
+    """slidr / superflow / scalr rows (and their -randomteacher forms) pretrain from the
+    seed's camera data with the seed's teacher (or the random one) and its superpixels."""
+    from lidarcl.engine import build_pretrain_config
+    from lidarcl.evaluation.study import (CAMERA_IMAGE_SIZE, _camera_options, camera_method,
+                                          study_config)
+
+    assert camera_method("pointcontrast") is None
+    assert camera_method("superflow-randomteacher") == ("superflow", True)
+    assert study_config(str(REPO), "scalr-randomteacher").endswith("scalr_minkunet34_synth.py")
+    camera = {"root": "/c/data", "teacher": "/c/t.pth", "random_teacher": "/c/r.pth",
+              "tags": {"trained": "kmeans17", "random": "kmeans17_randomteacher"}}
+    for method in ("slidr", "superflow-randomteacher", "scalr"):
+        cfg = build_pretrain_config(study_config(str(REPO), method), "/tmp/unused")
+        _camera_options(cfg, method, camera)
+        dataset = cfg.train_dataloader.dataset
+        inner = dataset.dataset if method.startswith("superflow") else dataset
+        assert inner.data_root == "/c/data/"
+        assert cfg.model.image_teacher.checkpoint == (
+            "/c/r.pth" if method.endswith("randomteacher") else "/c/t.pth")
+        steps = list(inner.pipeline) + list(dataset.get("frame_pipeline") or [])
+        sizes = [s["size"] for s in steps if "Images" in s["type"] and "size" in s]
+        assert sizes and all(tuple(size) == CAMERA_IMAGE_SIZE for size in sizes)
+        tags = [s.get("tag") for s in steps if s["type"] == "LoadSuperpixels"]
+        if method.startswith("superflow"):
+            assert set(tags) == {"kmeans17_randomteacher"}
+        elif method == "slidr":
+            assert tags == [None]  # SLIC, the index's own maps

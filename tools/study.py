@@ -46,12 +46,17 @@ def main(argv=None) -> int:
     parser.add_argument("--probe-epochs", type=int, default=30)
     parser.add_argument("--methods", nargs="*", default=None,
                         help="stage 1 method configs (default: the four methods; none: "
-                             "stage 2 only, with --stage2-method)")
+                             "stage 2 only, with --stage2-method); camera-LiDAR rows: "
+                             "slidr, superflow, scalr (with the seed's MoCo v2 teacher) and "
+                             "<method>-randomteacher")
     parser.add_argument("--backbones", nargs="*", default=["voxelbackbone8x", "ptv3"],
                         help="stage 2 backbones (none: stage 1 only)")
     parser.add_argument("--stage2-method", default=None,
                         help="method pretrained with the stage 2 backbones (default: the "
                              "stage 1 method with the largest (mean) gain)")
+    parser.add_argument("--teacher-iters", type=int, default=None,
+                        help="iterations of the camera rows' image teacher (default: its "
+                             "config's, 300)")
     parser.add_argument("--verbose", action="store_true",
                         help="mmengine's full log stream on the terminal for every run")
     args = parser.parse_args(argv)
@@ -154,6 +159,91 @@ def _prepare(args, out: str, seed: int) -> tuple[str, list]:
     return data_root, []
 
 
+CAMERA_SWEEPS = 2  # SuperFlow's dense cloud: the keyframe and its 2 newest sweeps
+
+
+def _prepare_camera(args, out: str, seed: int, data_root: str, log) -> dict:
+    """The seed's camera data for the camera-LiDAR rows, under <out>/camera (made once, kept
+    for a resumed run): the dataset generated again with the same arguments plus
+    CAMERA_SWEEPS sweeps per keyframe (the generator draws sweeps from their own stream, so
+    the keyframes are those of <out>/data: checked here), its train index with the sweeps
+    and SLIC superpixels, the MoCo v2 teacher of tools/pretrain_image.py trained on its
+    train images, a teacher at random weights written to a file, and each teacher's
+    17-class semantic superpixels."""
+    import hashlib
+    import importlib.util
+
+    import torch
+
+    from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
+    from lidarcl.datasets.semantic_superpixels import create_semantic_superpixels
+    from lidarcl.datasets.superpixels import create_superpixels
+    from lidarcl.datasets.synthetic import generate_dataset
+    from lidarcl.engine.checkpoint import atomic_torch_save, weights_digest
+    from lidarcl.models.image import ImageTeacher
+    from lidarcl.utils.fileio import atomic_write_bytes
+
+    folder = os.path.join(out, "camera")
+    root = os.path.join(folder, "data")
+    stamp_path = os.path.join(folder, "camera.json")
+    settings = {**_settings(args, seed), "sweeps_per_keyframe": CAMERA_SWEEPS,
+                "teacher_config": "configs/pretrain_image/mocov2_resnet18_synth.py",
+                "teacher_iters": args.teacher_iters, "clusters": 17}
+    result = {"root": root, "teacher": os.path.join(folder, "image_teacher", "encoder.pth"),
+              "random_teacher": os.path.join(folder, "random_teacher.pth"),
+              "tags": {"trained": "kmeans17", "random": "kmeans17_randomteacher"}}
+    if os.path.isfile(stamp_path) and _read_json(stamp_path, dict).get("settings") == settings:
+        return result
+    start = time.perf_counter()
+    if os.path.isfile(stamp_path):
+        os.remove(stamp_path)
+    generate_dataset(root, scenes=args.scenes, keyframes=args.keyframes, seed=seed,
+                     image_size=(320, 180), sweeps_per_keyframe=CAMERA_SWEEPS,
+                     val_scenes=args.val_scenes, overwrite=True)
+    create_nuscenes_infos(root, "v1.0-synthetic", root, max_sweeps=CAMERA_SWEEPS)
+    train_index = os.path.join(root, "nuscenes_infos_train.json")
+    for name in sorted(os.listdir(os.path.join(data_root, "samples", "LIDAR_TOP"))):
+        digests = [hashlib.sha256(open(os.path.join(base, "samples", "LIDAR_TOP", name),
+                                       "rb").read()).hexdigest() for base in (data_root, root)]
+        if digests[0] != digests[1]:
+            raise ValueError(f"{root}: keyframe {name} differs from {data_root}'s; the "
+                             "camera rows must see the LiDAR rows' scans")
+    create_superpixels(train_index, root)
+    teacher_dir = os.path.dirname(result["teacher"])
+    shutil.rmtree(teacher_dir, ignore_errors=True)
+    spec = importlib.util.spec_from_file_location(
+        "pretrain_image", os.path.join(REPO, "tools", "pretrain_image.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    if tool.main([os.path.join(REPO, settings["teacher_config"]), "--work-dir",
+                       teacher_dir, "--deterministic", "--cfg-options",
+                       f"train_dataloader.dataset.data_root={root}",
+                       f"randomness.seed={seed}"]
+                   + ([f"train_cfg.max_iters={args.teacher_iters}"]
+                      if args.teacher_iters else [])) != 0:
+        raise ValueError(f"{teacher_dir}: the image teacher's pretraining failed")
+    encoder = dict(type="resnet", depth=18, dilate=[False, True, True])
+    torch.manual_seed(seed)
+    state = ImageTeacher(encoder=encoder, head=None).encoder.state_dict()
+    atomic_torch_save({"state_dict": state, "meta": {
+        "encoder": dict(type="resnet", depth=18), "method": "random initialisation",
+        "seed": seed, "weights_sha256": weights_digest(state)}}, result["random_teacher"])
+    for key, path in (("trained", result["teacher"]), ("random", result["random_teacher"])):
+        teacher = ImageTeacher(encoder=encoder, checkpoint=path, layout="lidarcl", head=None)
+        create_semantic_superpixels(train_index, root, teacher, clusters=settings["clusters"],
+                                    tag=result["tags"][key], overwrite=True)
+    atomic_write_bytes(stamp_path, json.dumps(
+        {"settings": settings, "seconds": time.perf_counter() - start}, indent=2).encode())
+    log(f"seed {seed}: camera data, SLIC and semantic superpixels, image teacher in "
+        f"{time.perf_counter() - start:.0f} s -> {folder}")
+    return result
+
+
+def _camera(args, out: str, seed: int, data_root: str, log):
+    """The camera data of a seed, prepared when a camera-LiDAR row first needs it."""
+    return lambda: _prepare_camera(args, out, seed, data_root, log)
+
+
 def _study(args) -> int:
     from lidarcl.evaluation.study import (STUDY_METHODS, choose_stage2_method,
                                           format_seed_table, format_table, run_study,
@@ -172,7 +262,8 @@ def _study(args) -> int:
         data_root, done = _prepare(args, out, seed)
         rows = run_study(REPO, out, data_root, seed=seed, methods=methods,
                          backbones=args.backbones, stage2_method=args.stage2_method,
-                         done=done, **common)
+                         done=done, camera_data=_camera(args, out, seed, data_root, log),
+                         **common)
         print(format_table(rows))
         return 0
 
@@ -188,7 +279,9 @@ def _study(args) -> int:
         log(f"== seed {seed}: stage 1")
         data_root, done = prepared[seed]
         rows_by_seed[seed] = run_study(REPO, folders[seed], data_root, seed=seed,
-                                       methods=methods, backbones=[], done=done, **common)
+                                       methods=methods, backbones=[], done=done,
+                                       camera_data=_camera(args, folders[seed], seed,
+                                                           data_root, log), **common)
     stage2_method = args.stage2_method
     if args.backbones and stage2_method is None:
         stage2_method = choose_stage2_method(summarize_seeds(rows_by_seed))

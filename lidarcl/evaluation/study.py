@@ -28,11 +28,18 @@ import json
 import os
 import time
 
-__all__ = ["STUDY_METHODS", "STUDY_VARIANTS", "STUDY_BACKBONES", "run_study", "format_table",
+__all__ = ["STUDY_METHODS", "STUDY_VARIANTS", "STUDY_BACKBONES", "CAMERA_METHODS",
+           "camera_method", "run_study", "format_table",
            "summarize_seeds", "beyond_spread", "format_seed_table", "subset_spread",
            "choose_stage2_method", "study_config"]
 
 STUDY_METHODS = ("pointcontrast", "prc", "fac", "cmae")
+# camera-LiDAR rows: each with the teacher tools/pretrain_image.py trains on the seed's
+# images, and (``<method>-randomteacher``) with a frozen teacher at random weights
+CAMERA_METHODS = ("slidr", "superflow", "scalr")
+RANDOM_TEACHER = "-randomteacher"
+# the generated study images are 320 x 180: the camera rows see them at 176 x 320
+CAMERA_IMAGE_SIZE = (176, 320)
 # variants measured beside the methods' defaults (README study): Point-CMAE's cosine
 # consistency for the masked contrast, and PointContrast on four views with MV-DHEL
 STUDY_VARIANTS = ("cmae-cosine", "pointcontrast-mv4")
@@ -51,21 +58,52 @@ def STUDY_BACKBONES(voxel_size: float) -> dict:
     }
 
 
+def camera_method(method: str) -> tuple[str, bool] | None:
+    """``(camera method, random teacher)`` of a study row name, or None for LiDAR rows."""
+    base = method[:-len(RANDOM_TEACHER)] if method.endswith(RANDOM_TEACHER) else method
+    if base in CAMERA_METHODS:
+        return base, base != method
+    return None
+
+
 def study_config(repo: str, method: str) -> str:
     """The config a study row of ``method`` pretrains with."""
-    return os.path.join(repo, "configs", "pretrain", f"{method}_minkunet34_synth.py")
+    base = camera_method(method)[0] if camera_method(method) else method
+    return os.path.join(repo, "configs", "pretrain", f"{base}_minkunet34_synth.py")
+
+
+def _camera_options(cfg, method: str, camera: dict) -> None:
+    """Point a camera-LiDAR config at the seed's camera data and teacher (in place)."""
+    base, random_teacher = camera_method(method)
+    dataset = cfg.train_dataloader.dataset
+    inner = dataset.dataset if dataset.type == "MultiFrameDataset" else dataset
+    inner.data_root = camera["root"].rstrip("/") + "/"
+    pipelines = [inner.pipeline] + ([dataset.frame_pipeline] if inner is not dataset else [])
+    for pipeline in pipelines:
+        for step in pipeline:
+            if step["type"] in ("ResizeImages", "RandomResizedCropImages"):
+                step["size"] = list(CAMERA_IMAGE_SIZE)
+            if step["type"] == "LoadSuperpixels" and step.get("tag"):
+                step["tag"] = camera["tags"]["random" if random_teacher else "trained"]
+    cfg.model.image_teacher.checkpoint = camera["random_teacher" if random_teacher
+                                                else "teacher"]
+    cfg.model.image_teacher.layout = "lidarcl"
 
 
 def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float,
               seed: int = 0, methods=STUDY_METHODS, backbones=("voxelbackbone8x", "ptv3"),
               probe_epochs: int = 30, points_per_scan: int = 20000, log=print,
-              stage2_method: str | None = None, done: list[dict] | None = None) -> list[dict]:
+              stage2_method: str | None = None, done: list[dict] | None = None,
+              camera_data=None) -> list[dict]:
     """Run both stages; returns one row per run and writes ``<out>/study.json``.
 
     Stage 2 pretrains ``stage2_method`` when given (for example the best method of an
     earlier stage 1 run), else the stage 1 method with the largest gain. ``done``: rows of an
     earlier, interrupted run with the same settings (its ``study.json``); they are kept and
-    their (method, backbone) are not run again."""
+    their (method, backbone) are not run again. ``camera_data``: a callable returning the
+    seed's camera data for the camera-LiDAR rows (``{"root", "teacher", "random_teacher",
+    "tags"}``; ``tools/study.py`` generates the same keyframes with sweeps, SLIC and
+    semantic superpixels and trains the teacher), called once, when such a row runs."""
     import torch
 
     for kind, names in (("methods", list(methods)), ("backbones", list(backbones or []))):
@@ -85,7 +123,8 @@ def run_study(repo: str, out: str, data_root: str, iters: int, voxel_size: float
                 torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
         return _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones,
-                          probe_epochs, points_per_scan, log, stage2_method, done)
+                          probe_epochs, points_per_scan, log, stage2_method, done,
+                          camera_data)
     finally:
         torch.use_deterministic_algorithms(previous[0])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1:]
@@ -109,7 +148,8 @@ def choose_stage2_method(rows: list[dict]) -> str:
 
 
 def _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones,
-               probe_epochs, points_per_scan, log, stage2_method, done) -> list[dict]:
+               probe_epochs, points_per_scan, log, stage2_method, done,
+               camera_data) -> list[dict]:
     from lidarcl.engine import build_pretrain_config, run_pretraining
     from lidarcl.evaluation.linear_probe import build_probe_loader, linear_probe_study
 
@@ -117,9 +157,10 @@ def _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones
     earlier = {(r["method"], r["backbone"]): r for r in done or []}
     backbone_cfgs = STUDY_BACKBONES(voxel_size)
     loaders = None
+    camera = None
 
     def one(method: str, backbone: str) -> dict:
-        nonlocal loaders
+        nonlocal loaders, camera
         if (method, backbone) in earlier:
             row = earlier[(method, backbone)]
             random_cache.setdefault(backbone, {"miou": row["random_miou"]})
@@ -136,15 +177,27 @@ def _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones
                    "default_hooks.checkpoint.interval": iters,
                    "default_hooks.logger.interval": 20,
                    "randomness.seed": seed}
+        if camera_method(method):  # its data root is set below, in the nested dataset
+            options.pop("train_dataloader.dataset.data_root")
         cfg = build_pretrain_config(study_config(repo, method), work_dir, False, options)
         # bit-for-bit repeatable runs (docs/reproducibility.md), at no measured cost
         cfg.randomness = dict(cfg.get("randomness") or {}, deterministic=True)
         cfg.model.backbone = copy.deepcopy(backbone_cfgs[backbone])
+        if camera_method(method):
+            if camera is None:
+                if camera_data is None:
+                    raise ValueError(f"{method}: camera-LiDAR rows need the seed's camera "
+                                     "data (camera_data)")
+                camera = camera_data()
+            _camera_options(cfg, method, camera)
         start = time.perf_counter()
         run_pretraining(cfg)
         seconds = time.perf_counter() - start
-        if loaders is None:
-            dataset_cfg = cfg.train_dataloader.dataset.to_dict()
+        if loaders is None:  # the LiDAR rows' data: the camera data has its keyframes
+            probe_cfg = cfg if not camera_method(method) else build_pretrain_config(
+                study_config(repo, STUDY_METHODS[0]), work_dir, False,
+                {"train_dataloader.dataset.data_root": data_root.rstrip("/") + "/"})
+            dataset_cfg = probe_cfg.train_dataloader.dataset.to_dict()
             train_loader, lut, names = build_probe_loader(
                 dataset_cfg, "nuscenes_infos_train.json", data_root)
             val_loader, _, _ = build_probe_loader(dataset_cfg, "nuscenes_infos_val.json",
