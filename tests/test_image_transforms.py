@@ -172,3 +172,31 @@ def test_real_frame_projections_follow_resize_crop_and_flip(real_sample):
         assert inside.sum() >= min(1024, 0.75 * len(dev_uv)) or np.allclose(
             np.diag(aug)[:2], np.abs([416 / 1600, 224 / 900]))
     assert 0 < flips < 6  # seed 1: some cameras flipped, not all
+
+
+def test_drop_cuboids_drops_one_cuboid_as_slidr_and_keeps_enough_pairs():
+    """SLidR's DropCuboids: the points strictly inside a cuboid centred on a random point,
+    edges U(0, 0.2) x the scan's extent, leave; a scan whose camera would keep fewer than
+    min_pairs pairs stays whole."""
+    from lidarcl.datasets.transforms import DropCuboids
+
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform([2, -20, -2], [40, 20, 2], (4000, 3)),
+                             rng.uniform(0, 1, (4000, 1))], 1).astype(np.float32)
+    lidar2img = np.array([[320.0, -400.0, 0.0, 0.0], [90.0, 0.0, -400.0, 0.0],
+                          [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])  # looks along +x
+
+    def sample():
+        return {"points": points.copy(), "lidar2img": lidar2img[None],
+                "img_shape": np.array([[180, 640]])}
+
+    out = DropCuboids(min_pairs=10, seed=3)(sample())
+    draws = np.random.default_rng(3)
+    xyz = points[:, :3].astype(np.float64)
+    half = (xyz.max(0) - xyz.min(0)) * draws.random() * 0.2 / 2
+    centre = xyz[draws.choice(len(xyz), 1, replace=False)[0]]
+    inside = ((xyz < centre + half) & (xyz > centre - half)).all(1)
+    assert 0 < inside.sum() < len(points)
+    np.testing.assert_array_equal(out["points"], points[~inside])
+    whole = DropCuboids(min_pairs=10 ** 6, seed=3)(sample())
+    np.testing.assert_array_equal(whole["points"], points)

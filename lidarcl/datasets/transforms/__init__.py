@@ -11,8 +11,9 @@ from lidarcl.datasets.transforms.filters import (ObjectMinPointsFilter, ObjectNa
                                                  PointShuffle, PointsInCameraFOV,
                                                  PointsRangeFilter)
 from lidarcl.datasets.transforms.formatting import PackSample
-from lidarcl.datasets.transforms.image import (RandomFlipImages, RandomResizedCropImages,
-                                               ResizeImages, SelectCameras, apply_image_affine)
+from lidarcl.datasets.transforms.image import (DropCuboids, RandomFlipImages,
+                                               RandomResizedCropImages, ResizeImages,
+                                               SelectCameras, apply_image_affine)
 from lidarcl.datasets.transforms.image_ssl import MoCoV2Crops
 from lidarcl.datasets.transforms.loading import (LoadDenseCloud, LoadImages,
                                                  LoadLidarsegLabels, LoadPoints,
@@ -30,5 +31,5 @@ __all__ = [
     "apply_lidar_transform", "PackSample", "SegmentRegions", "MultiViewAugment",
     "TemporalViews", "match_views", "mutual_nearest", "ResizeImages",
     "RandomResizedCropImages", "RandomFlipImages", "SelectCameras", "apply_image_affine",
-    "MoCoV2Crops",
+    "MoCoV2Crops", "DropCuboids",
 ]

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lidarcl.datasets.transforms.base import RandomSource, Transform
+from lidarcl.datasets.transforms.base import RandomSource, Transform, select_points
 from lidarcl.registry import TRANSFORMS
-from lidarcl.structures.camera import project_points
+from lidarcl.structures.camera import project_points, visible_in_image
 
 __all__ = ["image_affine", "apply_image_affine", "ResizeImages", "RandomResizedCropImages",
            "RandomFlipImages", "SelectCameras"]
@@ -233,6 +233,41 @@ class RandomFlipImages(Transform):
 
 _PER_CAMERA = ("images", "img_paths", "cam_names", "lidar2img", "cam2img", "lidar2cam",
                "img_shape", "superpixels", "superpixel_paths", "img_aug_matrix")
+
+
+@TRANSFORMS.register_module()
+class DropCuboids(Transform):
+    """SLidR's 3D augmentation (valeoai/SLidR ``DropCuboids``): the points strictly inside
+    one axis-aligned cuboid are dropped; its centre is a random point of the scan and its
+    edges are ``U(0, max_fraction)`` (one draw for the three axes) times the scan's extent
+    along each axis. When a camera would keep fewer than ``min_pairs`` point-pixel pairs
+    (depth > ``min_depth``, inside the image; 1024 in SLidR) the scan is left whole. Place
+    it after the image transforms, whose ``lidar2img`` it counts pairs with."""
+
+    def __init__(self, max_fraction: float = 0.2, min_pairs: int = 1024,
+                 min_depth: float = 1.0, seed: int | None = None):
+        if not 0 <= max_fraction <= 1:
+            raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
+        self.max_fraction = float(max_fraction)
+        self.min_pairs = int(min_pairs)
+        self.min_depth = float(min_depth)
+        self._random = RandomSource(seed)
+
+    def transform(self, sample: dict) -> dict:
+        points = np.asarray(sample["points"])
+        if not len(points):
+            return sample
+        xyz = points[:, :3].astype(np.float64)
+        extent = xyz.max(0) - xyz.min(0)
+        half = extent * self._random.rand() * self.max_fraction / 2.0
+        centre = xyz[int(self._random.choice(len(xyz), 1, replace=False)[0])]
+        keep = ~((xyz < centre + half) & (xyz > centre - half)).all(1)
+        for camera, hw in enumerate(np.asarray(sample.get("img_shape", []))):
+            uv, depth = project_points(points[keep], sample["lidar2img"][camera])
+            pairs = visible_in_image(uv, depth, hw, self.min_depth)
+            if int(np.count_nonzero(pairs)) < self.min_pairs:
+                return sample
+        return select_points(sample, keep)
 
 
 @TRANSFORMS.register_module()
