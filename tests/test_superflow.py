@@ -61,10 +61,10 @@ def pixel_feature(images: torch.Tensor) -> torch.Tensor:
     return F.normalize(torch.cos(out * 5.0), dim=1)
 
 
-def pooled_points(frame, points, owner) -> tuple[np.ndarray, np.ndarray]:
-    """3D means per (sample, class) over every (point, camera) pair, and their counts."""
-    feats = point_feature(points).numpy()
-    sums, counts = np.zeros((B * S, C)), np.zeros(B * S, dtype=int)
+def naive_pairs(frame, points, owner) -> list[tuple]:
+    """``(point, sample, camera, row, column, depth)`` of every point in front of a camera
+    (depth > 1 m) and inside its image by more than a pixel (the devkit's rule)."""
+    pairs = []
     for i, p in enumerate(points.double().numpy()):
         b = owner[i]
         for k in range(K):
@@ -72,11 +72,18 @@ def pooled_points(frame, points, owner) -> tuple[np.ndarray, np.ndarray]:
             if q[2] <= 1.0:
                 continue
             u, v = q[0] / q[2], q[1] / q[2]
-            if not (1.0 < u < W - 1.0 and 1.0 < v < H - 1.0):
-                continue
-            s = int(frame["superpixels"][b][k][int(math.floor(v)), int(math.floor(u))])
-            if s < 0:
-                continue
+            if 1.0 < u < W - 1.0 and 1.0 < v < H - 1.0:
+                pairs.append((i, b, k, int(math.floor(v)), int(math.floor(u)), q[2]))
+    return pairs
+
+
+def pooled_points(frame, points, owner) -> tuple[np.ndarray, np.ndarray]:
+    """3D means per (sample, class) over every (point, camera) pair, and their counts."""
+    feats = point_feature(points).numpy()
+    sums, counts = np.zeros((B * S, C)), np.zeros(B * S, dtype=int)
+    for i, b, k, row, col, _ in naive_pairs(frame, points, owner):
+        s = int(frame["superpixels"][b][k][row, col])
+        if s >= 0:
             sums[b * S + s] += feats[i]
             counts[b * S + s] += 1
     return sums / np.maximum(counts, 1)[:, None], counts
@@ -196,16 +203,7 @@ def test_occlusion_aware_pairing_drops_hidden_points_as_a_depth_buffer_loop(mode
         model.occlusion = None
     plain = model.pool_points(features, rows, frame, lidar2img, image_hw, superpixels, S,
                               shared_across_cameras=True)
-    pairs = []  # (point, b, k, row, col, depth)
-    for i, p in enumerate(points.double().numpy()):
-        b = owner[i]
-        for k in range(K):
-            q = frame["lidar2img"][b][k].double().numpy() @ np.append(p[:3], 1.0)
-            if q[2] <= 1.0:
-                continue
-            u, v = q[0] / q[2], q[1] / q[2]
-            if 1.0 < u < W - 1.0 and 1.0 < v < H - 1.0:
-                pairs.append((i, b, k, int(math.floor(v)), int(math.floor(u)), q[2]))
+    pairs = naive_pairs(frame, points, owner)
     nearest = {}
     for _, b, k, row, col, depth in pairs:
         nearest[(b, k, row, col)] = min(depth, nearest.get((b, k, row, col), np.inf))
