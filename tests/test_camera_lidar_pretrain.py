@@ -55,6 +55,8 @@ def _config(method: str, backbone: str, data_root: str):
         for step in pipeline:
             if step["type"] in ("RandomResizedCropImages", "ResizeImages"):
                 step["size"] = [56, 104]  # the generated 160 x 90 images, small
+            if step["type"] in ("PointsRangeFilter", "LoadDenseCloud"):
+                step["point_cloud_range"] = [-20.0, -20.0, -5.0, 20.0, 20.0, 3.0]  # fewer points
     if backbone == "voxelbackbone8x":
         cfg.model.backbone.point_range = [-51.2, -51.2, -5.0, 51.2, 51.2, 3.0]
         cfg.model.backbone.voxel_size = [0.4, 0.4, 0.2]
