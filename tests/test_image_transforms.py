@@ -194,7 +194,7 @@ def test_drop_cuboids_drops_one_cuboid_as_slidr_and_keeps_enough_pairs():
     draws = np.random.default_rng(3)
     xyz = points[:, :3].astype(np.float64)
     half = (xyz.max(0) - xyz.min(0)) * draws.random() * 0.2 / 2
-    centre = xyz[draws.choice(len(xyz), 1, replace=False)[0]]
+    centre = xyz[int(draws.uniform(0, len(xyz)))]
     inside = ((xyz < centre + half) & (xyz > centre - half)).all(1)
     assert 0 < inside.sum() < len(points)
     np.testing.assert_array_equal(out["points"], points[~inside])

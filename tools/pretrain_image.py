@@ -49,6 +49,8 @@ def main(argv=None) -> int:
                      "tools/pretrain_image.py trains image encoders (MoCoV2)")
     if args.deterministic:
         cfg.randomness = dict(cfg.get("randomness") or {}, deterministic=True)
+    # MoCo's key shuffle draws from the run's seed unless the config sets its own
+    cfg.model.setdefault("seed", int((cfg.get("randomness") or {}).get("seed", 0)))
     previous = set_terminal_output("verbose" if args.verbose else "compact")
     try:
         runner = run_pretraining(cfg, export=False)

@@ -215,13 +215,18 @@ def _prepare_camera(args, out: str, seed: int, data_root: str, log) -> dict:
         "pretrain_image", os.path.join(REPO, "tools", "pretrain_image.py"))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    if tool.main([os.path.join(REPO, settings["teacher_config"]), "--work-dir",
-                       teacher_dir, "--deterministic", "--cfg-options",
-                       f"train_dataloader.dataset.data_root={root}",
-                       f"randomness.seed={seed}"]
-                   + ([f"train_cfg.max_iters={args.teacher_iters}"]
-                      if args.teacher_iters else [])) != 0:
-        raise ValueError(f"{teacher_dir}: the image teacher's pretraining failed")
+    teacher_args = [os.path.join(REPO, settings["teacher_config"]), "--work-dir", teacher_dir,
+                    "--deterministic", "--cfg-options",
+                    f"train_dataloader.dataset.data_root={root}", f"randomness.seed={seed}"]
+    if args.teacher_iters:
+        teacher_args.append(f"train_cfg.max_iters={args.teacher_iters}")
+    try:  # the tool ends with parser.exit on a data error
+        status = tool.main(teacher_args)
+    except SystemExit as exc:
+        status = exc.code
+    if status != 0:
+        raise ValueError(f"{teacher_dir}: the image teacher's pretraining failed (exit "
+                         f"status {status}; its log is in that folder)")
     encoder = dict(type="resnet", depth=18, dilate=[False, True, True])
     torch.manual_seed(seed)
     state = ImageTeacher(encoder=encoder, head=None).encoder.state_dict()

@@ -32,6 +32,7 @@ image has its map at its size. ``LoadSuperpixels(tag=...)`` then loads that set.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -111,6 +112,7 @@ def clean_labels(labels: np.ndarray, min_area: int, max_rounds: int = 10) -> np.
     if min_area <= 1:
         return labels
     cross = ndimage.generate_binary_structure(2, 1)
+    height, width = labels.shape
     for _ in range(max_rounds):
         changed = False
         for value in np.unique(labels):
@@ -118,16 +120,20 @@ def clean_labels(labels: np.ndarray, min_area: int, max_rounds: int = 10) -> np.
             if count == 0:
                 continue
             sizes = np.bincount(segments.ravel(), minlength=count + 1)
+            boxes = ndimage.find_objects(segments)
             for segment in np.flatnonzero(sizes[1:] < min_area) + 1:
-                mask = segments == segment
+                rows, cols = boxes[segment - 1]  # its bounding box, one pixel wider
+                window = (slice(max(rows.start - 1, 0), min(rows.stop + 1, height)),
+                          slice(max(cols.start - 1, 0), min(cols.stop + 1, width)))
+                mask = segments[window] == segment
                 border = ndimage.binary_dilation(mask, structure=cross) & ~mask
                 if not border.any():
                     continue
-                neighbours = labels[border]
+                neighbours = labels[window][border]
                 neighbours = neighbours[neighbours != value]
                 if len(neighbours) == 0:
                     continue
-                labels[mask] = np.bincount(neighbours).argmax()
+                labels[window][mask] = np.bincount(neighbours).argmax()
                 changed = True
         if not changed:
             break
@@ -198,6 +204,7 @@ def create_semantic_superpixels(info_index_path, data_root, teacher, clusters: i
               "min_area": int(min_area), "fit_images": int(fit_images),
               "fit_pixels": int(fit_pixels), "iterations": int(iterations), "seed": int(seed),
               "teacher": _teacher_identity(teacher)}
+    params = json.loads(json.dumps(params))  # as the index stores it (tuples as lists)
     infos, metadata = read_info_index(index_path)
     jobs = _jobs(index_path, infos, data_root, out_dir, tag)
     if not jobs:

@@ -66,10 +66,14 @@ def camera_method(method: str) -> tuple[str, bool] | None:
     return None
 
 
-def study_config(repo: str, method: str) -> str:
-    """The config a study row of ``method`` pretrains with."""
-    base = camera_method(method)[0] if camera_method(method) else method
-    return os.path.join(repo, "configs", "pretrain", f"{base}_minkunet34_synth.py")
+def study_config(repo: str, method: str, backbone: str = "minkunet34") -> str:
+    """The config a study row of ``method`` pretrains with: the MinkUNet34 one with the
+    study's backbone swapped in, or a camera method's config of ``backbone`` (its head to
+    the teacher's width depends on the backbone)."""
+    if camera_method(method):
+        return os.path.join(repo, "configs", "pretrain",
+                            f"{camera_method(method)[0]}_{backbone}_synth.py")
+    return os.path.join(repo, "configs", "pretrain", f"{method}_minkunet34_synth.py")
 
 
 def _camera_options(cfg, method: str, camera: dict) -> None:
@@ -179,7 +183,8 @@ def _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones
                    "randomness.seed": seed}
         if camera_method(method):  # its data root is set below, in the nested dataset
             options.pop("train_dataloader.dataset.data_root")
-        cfg = build_pretrain_config(study_config(repo, method), work_dir, False, options)
+        cfg = build_pretrain_config(study_config(repo, method, backbone), work_dir, False,
+                                    options)
         # bit-for-bit repeatable runs (docs/reproducibility.md), at no measured cost
         cfg.randomness = dict(cfg.get("randomness") or {}, deterministic=True)
         cfg.model.backbone = copy.deepcopy(backbone_cfgs[backbone])

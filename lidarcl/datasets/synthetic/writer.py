@@ -192,8 +192,9 @@ def generate_dataset(out_dir, scenes: int = 2, keyframes: int = 10, seed: int = 
         inst_anns: dict = {}
         prev_sd = {c: None for c in (LIDAR_CHANNEL,) + CAMERA_CHANNELS}
         sim_rng = np.random.default_rng([seed, 200 + si])
-        # the intermediate sweeps draw from their own stream: the keyframes do not depend on
-        # sweeps_per_keyframe (a set with sweeps has the keyframes of the set without)
+        # the intermediate sweeps draw from their own stream: the keyframes' points and
+        # labels do not depend on sweeps_per_keyframe (the tokens do: one counter names
+        # every record)
         sweep_rng = np.random.default_rng([seed, 300 + si])
 
         def add_sd(channel, ts, t, sample_token, filename, key, width=0, height=0):

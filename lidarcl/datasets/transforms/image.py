@@ -241,8 +241,8 @@ class DropCuboids(Transform):
     one axis-aligned cuboid are dropped; its centre is a random point of the scan and its
     edges are ``U(0, max_fraction)`` (one draw for the three axes) times the scan's extent
     along each axis. When a camera would keep fewer than ``min_pairs`` point-pixel pairs
-    (depth > ``min_depth``, inside the image; 1024 in SLidR) the scan is left whole. Place
-    it after the image transforms, whose ``lidar2img`` it counts pairs with."""
+    (depth > ``min_depth``, inside the image; 1024 in SLidR) the scan is left whole. SLidR
+    runs it before the image crop, on the whole images (the camera pipeline does too)."""
 
     def __init__(self, max_fraction: float = 0.2, min_pairs: int = 1024,
                  min_depth: float = 1.0, seed: int | None = None):
@@ -260,7 +260,7 @@ class DropCuboids(Transform):
         xyz = points[:, :3].astype(np.float64)
         extent = xyz.max(0) - xyz.min(0)
         half = extent * self._random.rand() * self.max_fraction / 2.0
-        centre = xyz[int(self._random.choice(len(xyz), 1, replace=False)[0])]
+        centre = xyz[min(int(self._random.uniform(0, len(xyz))), len(xyz) - 1)]
         keep = ~((xyz < centre + half) & (xyz > centre - half)).all(1)
         for camera, hw in enumerate(np.asarray(sample.get("img_shape", []))):
             uv, depth = project_points(points[keep], sample["lidar2img"][camera])

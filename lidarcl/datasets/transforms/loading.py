@@ -214,6 +214,9 @@ def _camera_order(available: Sequence[str], channels: Sequence[str] | None) -> l
     return known + sorted(c for c in available if c not in DEFAULT_CAMERA_ORDER)
 
 
+_FEW_SWEEPS_WARNED: set[str] = set()
+
+
 @TRANSFORMS.register_module()
 class LoadDenseCloud(Transform):
     """The dense cloud of SuperFlow's dense-to-sparse consistency (Xu et al., ECCV 2024):
@@ -224,7 +227,9 @@ class LoadDenseCloud(Transform):
     ``lidar2img``; placed after the augmentations. Adds ``dense_points`` (N_d, C) float32
     and ``dense_sweep_index`` (N_d,) int64: 0 for keyframe points, ``k`` for the k-th sweep.
     Sweep points within ``remove_close`` metres of the sensor (the ego vehicle) are
-    dropped, and with ``point_cloud_range`` those outside it.
+    dropped, and with ``point_cloud_range`` those outside it (in the keyframe's LiDAR frame
+    before augmentation, where ``PointsRangeFilter`` filtered the keyframe). A sample with
+    fewer sweeps than ``num_sweeps`` gets a warning naming its file.
 
     Departure: the released code augments the dense cloud apart from the keyframe (another
     rotation and flip); here both share the keyframe's, which keeps one ``lidar2img`` per
@@ -246,13 +251,21 @@ class LoadDenseCloud(Transform):
         dims = sample.get("points_use_dims")
         aug = np.asarray(sample.get("lidar_aug_matrix", np.eye(4)), dtype=np.float64)
         parts, index = [key_points], [np.zeros(len(key_points), dtype=np.int64)]
-        for k, sweep in enumerate(list(sample.get("sweeps", []))[:self.num_sweeps], 1):
+        sweeps = list(sample.get("sweeps", []))[:self.num_sweeps]
+        path = sample.get("lidar_path", "<sample>")
+        if len(sweeps) < self.num_sweeps and path not in _FEW_SWEEPS_WARNED:
+            # D2S then compares the scan with a cloud barely denser, or with itself
+            _FEW_SWEEPS_WARNED.add(path)
+            logger.warning("%s: LoadDenseCloud found %d of %d sweeps (a scene's start, or an "
+                           "index written with fewer); its dense cloud is that much sparser",
+                           path, len(sweeps), self.num_sweeps)
+        for k, sweep in enumerate(sweeps, 1):
             pts, _ = load_sweep(sample, sweep, dims, key_points.shape[1], self.remove_close,
                                 False, self.max_abs_coordinate)
-            pts = transform_points(pts, aug)
-            if self.point_cloud_range is not None:
+            if self.point_cloud_range is not None:  # in the frame the keyframe was filtered
                 low, high = self.point_cloud_range[:3], self.point_cloud_range[3:]
                 pts = pts[((pts[:, :3] >= low) & (pts[:, :3] < high)).all(1)]
+            pts = transform_points(pts, aug)
             parts.append(pts.astype(np.float32, copy=False))
             index.append(np.full(len(pts), k, dtype=np.int64))
         sample["dense_points"] = np.concatenate(parts, 0)

@@ -89,7 +89,7 @@ class ImageTeacher(nn.Module):
         features = self.encode(images)
         if self.head is not None:
             features = self.head(features)
-        if self.stride > 1:
-            features = F.interpolate(features, scale_factor=self.stride, mode="bilinear",
+        if features.shape[-2:] != images.shape[-2:]:  # x stride, to the pixels exactly
+            features = F.interpolate(features, size=images.shape[-2:], mode="bilinear",
                                      align_corners=True)
         return F.normalize(features, dim=1)

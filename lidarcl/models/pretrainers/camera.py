@@ -13,7 +13,7 @@ __all__ = ["CameraPretrainer", "stack_cameras", "pixel_regions"]
 
 
 def stack_cameras(batch: dict, with_superpixels: bool = True):
-    """``(images (B, K, 3, H, W) float in [0, 1], superpixels (B, K, H, W) int64 or None,
+    """``(images (B, K, 3, H, W) float in [0, 1] (uint8 or 0..255 floats are scaled), superpixels (B, K, H, W) int64 or None,
     lidar2img (B, K, 4, 4), image_hw (B, K, 2))`` of a collated batch; every sample must
     have the same number of cameras of one size (the image transforms make it so)."""
     keys = ("images", "lidar2img", "img_shape") + (("superpixels",) if with_superpixels else ())
@@ -30,7 +30,9 @@ def stack_cameras(batch: dict, with_superpixels: bool = True):
         raise ValueError("the samples' images differ in number or size; resize or crop them "
                          "to one size (ResizeImages / RandomResizedCropImages) and keep the "
                          "same number of cameras (SelectCameras)") from exc
-    images = images.float() / 255.0 if not images.is_floating_point() else images
+    # uint8 images, or float ones in 0..255 (LoadImages(to_float=True)), to [0, 1]
+    if not images.is_floating_point() or (images.numel() and float(images.max()) > 1.0):
+        images = images.float() / 255.0
     lidar2img = torch.stack([torch.as_tensor(v) for v in batch["lidar2img"]])
     image_hw = torch.stack([torch.as_tensor(v) for v in batch["img_shape"]])
     return images, superpixels, lidar2img, image_hw

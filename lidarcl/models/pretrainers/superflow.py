@@ -51,6 +51,7 @@ from __future__ import annotations
 import torch
 
 from lidarcl.datasets.collate import collate_samples, offsets_to_batch_index
+from lidarcl.models.losses.superpixel import matched_regions
 from lidarcl.models.pretrainers.camera import pixel_regions, stack_cameras
 from lidarcl.models.pretrainers.slidr import SLidR
 from lidarcl.ops import region_pool
@@ -131,10 +132,13 @@ class SuperFlow(SLidR):
             keep = real.to(points.counts.device).repeat_interleave(count)
             points = type(points)(points.features, torch.where(keep, points.counts,
                                                                torch.zeros_like(points.counts)))
-            temporal.append(self.loss_superpixel(key_points, points))
+            if int(matched_regions(key_points, points)[2].numel()) >= \
+                    self.loss_superpixel.min_regions:  # no real neighbour: no term
+                temporal.append(self.loss_superpixel(key_points, points))
         dense = self._dense(batch, cameras)
         losses = {"loss_spatial": self.weights["spatial"] * torch.stack(spatial).mean(),
                   "loss_d2s": self.weights["d2s"] * self.loss_superpixel(key_points, dense)}
-        if temporal:
-            losses["loss_temporal"] = self.weights["temporal"] * torch.stack(temporal).mean()
+        # over the offsets that had real neighbours (a zero with a gradient path otherwise)
+        losses["loss_temporal"] = self.weights["temporal"] * (
+            torch.stack(temporal).mean() if temporal else key_points.features.sum() * 0.0)
         return losses
