@@ -117,3 +117,22 @@ def test_pretrain_image_tool_writes_a_teacher_the_camera_configs_load(tiny_datas
         assert torch.equal(value, data["state_dict"][name]), name
     features = teacher(torch.rand(1, 3, 32, 48))
     assert features.shape == (1, 64, 32, 48)
+
+
+def test_moco_keys_are_unshuffled_back_to_their_queries():
+    """With one BN group the shuffle cannot change a key, so the loss equals MoCo's InfoNCE
+    of the unshuffled keys; the batch's keys then enter the queue in batch order."""
+    from lidarcl.models.image.moco import MoCoV2, moco_infonce
+
+    torch.manual_seed(0)
+    model = MoCoV2(backbone=dict(type="resnet", depth=18), hidden=32, dim=16, queue_size=8,
+                   bn_splits=1, seed=3).train()
+    views = torch.rand(6, 2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    queue = model.queue.keys().clone()
+    with torch.no_grad():
+        query = model.embed(views[:, 0], model.backbone, model.neck)
+        key = model.embed(views[:, 1], model.backbone_key, model.neck_key)
+        loss = model.loss({"views": views})["loss_moco"]
+    assert float(loss) == pytest.approx(float(moco_infonce(query, key, queue, 0.2)), rel=1e-5)
+    assert torch.allclose(model.queue.ordered()[-6:], key, atol=1e-6)
+    assert int(model.steps) == 1
