@@ -201,6 +201,10 @@ def test_study_over_two_seeds_with_stage_two_and_resume(tmp_path, capsys):
     values = [per_seed[s][0]["miou"] for s in (0, 1)]
     assert first["miou"] == pytest.approx([np.mean(values), np.std(values, ddof=1)])
     assert rows[("random", "voxelbackbone8x")]["seeds"] == [0, 1]
+    # every row records where it ran; one machine, one environment
+    assert summary["environments"] == [per_seed[0][0]["environment"]]
+    assert {"torch", "spconv", "numpy", "cpu", "cpu_capability", "threads"} <= \
+        set(summary["environments"][0])
     printed = capsys.readouterr().out
     assert "| pointcontrast | voxelbackbone8x | 2 |" in printed
 

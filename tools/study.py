@@ -202,11 +202,21 @@ def _study(args) -> int:
                                            stage2_method=stage2_method,
                                            done=rows_by_seed[seed] + done, **common)
     summary = summarize_seeds(rows_by_seed)
+    environments = []  # rows of a resumed study may come from other machines or versions
+    for row in (r for rows in rows_by_seed.values() for r in rows):
+        environment = row.get("environment")  # None: a row from before it was recorded
+        if environment not in environments:
+            environments.append(environment)
     atomic_write_bytes(summary_path, json.dumps(
         {"settings": {k: v for k, v in _settings(args, None).items() if k != "seed"},
          "seeds": args.seeds, "stage2_method": stage2_method, "rows": summary,
+         "environments": environments,
          "wall_seconds_this_invocation": time.perf_counter() - start}, indent=2).encode())
     print(format_seed_table(summary))
+    if len(environments) > 1:
+        print(f"note: the rows ran in {len(environments)} environments (CPU, library "
+              f"versions, threads; summary.json lists them): a row repeats bit for bit only "
+              f"in its own")
     return 0
 
 
