@@ -215,6 +215,17 @@ def test_study_over_two_seeds_with_stage_two_and_resume(tmp_path, capsys):
     assert ", pretraining " not in printed  # no run (its log line ends ", pretraining N s")
     assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
 
+    # the data of seed 0 is gone (a cleaned work space): it is generated again, the same
+    # bytes, and the finished rows are kept
+    import shutil
+
+    shutil.rmtree(tmp_path / "seed0" / "data")
+    assert tool.main(args + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed 0: generated" in printed and "seed 0: 2 finished row(s) kept" in printed
+    assert ", pretraining " not in printed
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
+
     # interrupted after seed 1's stage 1 row: only its stage 2 row runs again, the same
     seed1 = tmp_path / "seed1" / "study.json"
     seed1.write_text(json.dumps(per_seed[1][:1]))
