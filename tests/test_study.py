@@ -201,6 +201,10 @@ def test_study_over_two_seeds_with_stage_two_and_resume(tmp_path, capsys):
     values = [per_seed[s][0]["miou"] for s in (0, 1)]
     assert first["miou"] == pytest.approx([np.mean(values), np.std(values, ddof=1)])
     assert rows[("random", "voxelbackbone8x")]["seeds"] == [0, 1]
+    # every row records where it ran; one machine, one environment
+    assert summary["environments"] == [per_seed[0][0]["environment"]]
+    assert {"torch", "spconv", "numpy", "cpu", "cpu_capability", "threads"} <= \
+        set(summary["environments"][0])
     printed = capsys.readouterr().out
     assert "| pointcontrast | voxelbackbone8x | 2 |" in printed
 
@@ -209,6 +213,17 @@ def test_study_over_two_seeds_with_stage_two_and_resume(tmp_path, capsys):
     # stage 1's row at each seed, then again beside stage 2's row
     assert printed.count("already measured (study.json)") == 6 and "generated" not in printed
     assert ", pretraining " not in printed  # no run (its log line ends ", pretraining N s")
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
+
+    # the data of seed 0 is gone (a cleaned work space): it is generated again, the same
+    # bytes, and the finished rows are kept
+    import shutil
+
+    shutil.rmtree(tmp_path / "seed0" / "data")
+    assert tool.main(args + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed 0: generated" in printed and "seed 0: 2 finished row(s) kept" in printed
+    assert ", pretraining " not in printed
     assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
 
     # interrupted after seed 1's stage 1 row: only its stage 2 row runs again, the same

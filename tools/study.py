@@ -141,6 +141,13 @@ def _prepare(args, out: str, seed: int) -> tuple[str, list]:
         # they are generated again: matching settings mean complete data
         done = _read_json(study_path, list) if os.path.isfile(study_path) else []
         return data_root, done
+    # the data is gone (a cleaned work space) but the rows are there: the generator writes
+    # the same bytes for the same arguments, so the rows stay valid if the new data's
+    # digest is the one recorded when they were measured
+    keep_rows = args.resume and earlier == settings and os.path.isfile(study_path)
+    digest_path = os.path.join(out, "data_digest.json")
+    earlier_digest = _read_json(digest_path, dict).get("sha256") \
+        if os.path.isfile(digest_path) else None
     start = time.perf_counter()
     for path in [settings_path] + infos:  # until the new data is complete
         if os.path.isfile(path):
@@ -152,11 +159,42 @@ def _prepare(args, out: str, seed: int) -> tuple[str, list]:
                      image_size=(320, 180), sweeps_per_keyframe=0, val_scenes=args.val_scenes,
                      overwrite=True)
     create_nuscenes_infos(data_root, "v1.0-synthetic", data_root)
+    digest = _data_digest(data_root)
+    atomic_write_bytes(digest_path, json.dumps({"sha256": digest}, indent=2).encode())
     atomic_write_bytes(settings_path, json.dumps(settings, indent=2).encode())
     print(f"seed {seed}: generated {args.scenes} scenes ({args.val_scenes} val) x "
           f"{args.keyframes} keyframes in {time.perf_counter() - start:.0f} s -> {data_root}",
           flush=True)
-    return data_root, []
+    if not keep_rows:
+        return data_root, []
+    done = _read_json(study_path, list)
+    if earlier_digest is not None and earlier_digest != digest:
+        print(f"seed {seed}: the regenerated data differs from the data of the rows in "
+              f"{study_path} (another generator?): they are measured again", flush=True)
+        return data_root, []
+    print(f"seed {seed}: {len(done)} finished row(s) kept: the regenerated data "
+          + ("has the digest they were measured on" if earlier_digest is not None else
+             "cannot be checked against theirs (no data_digest.json: a study from before "
+             "it was recorded; the generator writes the same bytes for the same arguments)"),
+          flush=True)
+    return data_root, done
+
+
+def _data_digest(data_root: str) -> str:
+    """SHA-256 over the generated files (scans, images, labels, tables; not the info
+    indexes, which record the folder they were written in)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in ("samples", "sweeps", "lidarseg", "v1.0-synthetic"):
+        for base, dirs, files in sorted(os.walk(os.path.join(data_root, folder))):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(base, name)
+                digest.update(os.path.relpath(path, data_root).encode())
+                with open(path, "rb") as handle:
+                    digest.update(handle.read())
+    return digest.hexdigest()
 
 
 CAMERA_SWEEPS = 2  # SuperFlow's dense cloud: the keyframe and its 2 newest sweeps
@@ -300,11 +338,21 @@ def _study(args) -> int:
                                            stage2_method=stage2_method,
                                            done=rows_by_seed[seed] + done, **common)
     summary = summarize_seeds(rows_by_seed)
+    environments = []  # rows of a resumed study may come from other machines or versions
+    for row in (r for rows in rows_by_seed.values() for r in rows):
+        environment = row.get("environment")  # None: a row from before it was recorded
+        if environment not in environments:
+            environments.append(environment)
     atomic_write_bytes(summary_path, json.dumps(
         {"settings": {k: v for k, v in _settings(args, None).items() if k != "seed"},
          "seeds": args.seeds, "stage2_method": stage2_method, "rows": summary,
+         "environments": environments,
          "wall_seconds_this_invocation": time.perf_counter() - start}, indent=2).encode())
     print(format_seed_table(summary))
+    if len(environments) > 1:
+        print(f"note: the rows ran in {len(environments)} environments (CPU, library "
+              f"versions, threads; summary.json lists them): a row repeats bit for bit only "
+              f"in its own")
     return 0
 
 

@@ -26,7 +26,35 @@ from mmengine.model import is_model_wrapper
 
 from lidarcl.registry import HOOKS
 
-__all__ = ["DeterminismTraceHook", "tensor_digest", "read_trace", "first_divergence"]
+__all__ = ["DeterminismTraceHook", "tensor_digest", "read_trace", "first_divergence",
+           "run_environment"]
+
+
+def run_environment() -> dict:
+    """What a bit-for-bit repeat also needs to share: the versions of the libraries that
+    compute (torch, spconv, numpy, open3d), the CPU (model and the instruction set torch
+    dispatches to) and torch's thread count. The same seeded command on another CPU or
+    with other versions may differ in the last bits, and 80 iterations of training carry
+    such differences into the probe's second decimal (docs/reproducibility.md)."""
+    import platform
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "numpy": np.__version__}
+    for name in ("spconv", "open3d"):
+        try:
+            versions[name] = __import__(name).__version__
+        except (ImportError, AttributeError):
+            versions[name] = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
+    return {**versions, "cpu": cpu, "cpu_capability": capability,
+            "threads": torch.get_num_threads()}
 
 
 def tensor_digest(value) -> str | None:

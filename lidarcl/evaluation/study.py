@@ -155,6 +155,7 @@ def _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones
                probe_epochs, points_per_scan, log, stage2_method, done,
                camera_data) -> list[dict]:
     from lidarcl.engine import build_pretrain_config, run_pretraining
+    from lidarcl.engine.determinism import run_environment
     from lidarcl.evaluation.linear_probe import build_probe_loader, linear_probe_study
 
     rows, random_cache = [], {}
@@ -219,7 +220,8 @@ def _run_study(repo, out, data_root, iters, voxel_size, seed, methods, backbones
         row = {"method": method, "backbone": backbone, "iters": iters, "seed": seed,
                "pretrain_seconds": seconds, "miou": probe["pretrained"]["miou"],
                "random_miou": random_cache[backbone]["miou"],
-               "gain": probe["pretrained"]["miou"] - random_cache[backbone]["miou"]}
+               "gain": probe["pretrained"]["miou"] - random_cache[backbone]["miou"],
+               "environment": run_environment()}
         log(f"{method} x {backbone}: probe mIoU {100 * row['miou']:.2f} vs random "
             f"{100 * row['random_miou']:.2f} ({100 * row['gain']:+.2f}), pretraining "
             f"{seconds:.0f} s")
