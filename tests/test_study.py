@@ -251,20 +251,25 @@ def test_study_over_two_seeds_with_stage_two_and_resume(tmp_path, capsys):
     assert "settings.json: cannot read it as JSON" in capsys.readouterr().err
 
 
-def test_study_stage_two_alone_needs_its_method(capsys):
+def test_study_stage_two_alone_needs_its_method(capsys, tmp_path):
     import study as tool
 
+    out = str(tmp_path / "unused")  # nothing may be written there
     with pytest.raises(SystemExit) as exit_info:
-        tool.main(["--out", "unused", "--methods", "--backbones", "ptv3"])
+        tool.main(["--out", out, "--methods", "--backbones", "ptv3"])
     assert exit_info.value.code == 2
     assert "--stage2-method" in capsys.readouterr().err
     for bad, message in ((["--seeds", "1", "1"], "--seeds repeats a name"),
                          (["--methods", "prc", "prc"], "--methods repeats a name"),
                          (["--backbones", "minkunet18"], "--backbones: unknown"),
-                         (["--stage2-method", "slidr"], "no study config for method 'slidr'")):
+                         (["--stage2-method", "lidarmae"],
+                          "no study config for method 'lidarmae'"),
+                         (["--methods", "slidr-randomteacher-x"],
+                          "no study config for method 'slidr-randomteacher-x'")):
         with pytest.raises(SystemExit):  # before any data is generated
-            tool.main(["--out", "unused"] + bad)
+            tool.main(["--out", out] + bad)
         assert message in capsys.readouterr().err
+    assert not (tmp_path / "unused").exists()
 
 
 def test_val_spread_tool_scores_scenes_like_the_probe(tmp_path, capsys):
