@@ -101,13 +101,8 @@ def _plane_digest(plane, inliers) -> str:
     return hashlib.sha1(np.asarray(plane).tobytes() + np.asarray(inliers).tobytes()).hexdigest()
 
 
-def test_open3d_ransac_repeats_on_one_thread(real_low_points):
-    """open3d (TBB threads) returns different seeded RANSAC planes from call to call;
-    ``fit_ground_plane`` runs it on one thread and returns one plane, also in another
-    process (the region cache must not depend on the run that filled it)."""
+def _seeded_ransac(real_low_points):
     import open3d as o3d
-
-    from lidarcl.datasets.regions import fit_ground_plane, open3d_single_thread
 
     low = real_low_points[(real_low_points[:, 2] >= -3.0) & (real_low_points[:, 2] <= -0.5)]
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(low))
@@ -116,10 +111,34 @@ def test_open3d_ransac_repeats_on_one_thread(real_low_points):
         o3d.utility.random.seed(0)
         return _plane_digest(*cloud.segment_plane(distance_threshold=0.2, ransac_n=3,
                                                   num_iterations=200))
+    return seeded_fit
 
-    if o3d.utility.get_max_threads() >= 2:
-        seen = {seeded_fit() for _ in range(60)}
-        assert len(seen) > 1, "open3d's threaded RANSAC repeated 60 times: not provoked"
+
+def test_open3d_threaded_ransac_varies_from_call_to_call(real_low_points):
+    """The source this isolates: open3d's seeded RANSAC on its TBB threads returned
+    different planes from call to call (issue 13). Whether 60 calls show it depends on the
+    machine's thread timing: on one where they all agree, the test says so and skips (it
+    cannot show the source there); the single-thread path below is tested everywhere."""
+    import open3d as o3d
+
+    if o3d.utility.get_max_threads() < 2:
+        pytest.skip("open3d has one thread here: its RANSAC cannot vary by thread timing")
+    seen = {_seeded_ransac(real_low_points)() for _ in range(60)}
+    if len(seen) == 1:
+        pytest.skip("open3d's threaded RANSAC gave one plane in 60 calls on this machine "
+                    "(its thread timing did not vary them); the one-thread path is tested "
+                    "by test_open3d_ransac_repeats_on_one_thread")
+    assert len(seen) > 1
+
+
+def test_open3d_ransac_repeats_on_one_thread(real_low_points):
+    """``fit_ground_plane`` runs open3d's RANSAC on one thread and returns one plane, also
+    in another process (the region cache must not depend on the run that filled it)."""
+    import open3d as o3d
+
+    from lidarcl.datasets.regions import fit_ground_plane, open3d_single_thread
+
+    seeded_fit = _seeded_ransac(real_low_points)
     with open3d_single_thread(o3d):
         assert o3d.utility.get_max_threads() == 1
         assert len({seeded_fit() for _ in range(20)}) == 1
