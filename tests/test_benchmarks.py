@@ -26,8 +26,10 @@ def test_pretrain_benchmark_measures_a_momentum_method_in_both_modes(real_data):
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| fac |")]
     assert len(rows) == 1 and "failed" not in rows[0], proc.stdout
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert len(cells) == 13  # 11 columns and the two of the deterministic mode
-    model, deterministic, ratio = float(cells[6]), float(cells[11]), cells[12]
+    assert len(cells) == 14  # 12 columns and the two of the deterministic mode
+    model, deterministic, ratio = float(cells[6]), float(cells[12]), cells[13]
+    ops, share = cells[10].split()  # seconds in lidarcl.ops (FAC pools its regions there)
+    assert 0 <= float(ops) <= model and share.startswith("(") and share.endswith("%)")
     assert model > 0 and deterministic > 0
     # the cells are rounded to 0.01: the printed ratio lies within what they allow
     assert ratio.endswith("x")
