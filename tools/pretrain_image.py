@@ -17,21 +17,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
-    from mmengine.config import DictAction
+    from lidarcl.engine.pretrain import add_run_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config")
-    parser.add_argument("--work-dir", default=None)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the work dir's last checkpoint that loads")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
-                        help="override config keys, e.g. train_cfg.max_iters=100")
-    parser.add_argument("--allow-new-keys", action="store_true",
-                        help="let --cfg-options add keys the config does not have")
-    parser.add_argument("--verbose", action="store_true",
-                        help="mmengine's full log stream on the terminal")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="randomness.deterministic=True (docs/reproducibility.md)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
 
     from lidarcl.engine import build_pretrain_config, run_pretraining

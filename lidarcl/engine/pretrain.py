@@ -96,6 +96,29 @@ def unknown_cfg_options(cfg: Config, options: dict) -> list[str]:
     return lines
 
 
+def add_run_arguments(parser) -> None:
+    """The arguments every training tool takes (``tools/pretrain.py``,
+    ``tools/pretrain_image.py``): config, work dir, resume, config overrides, terminal mode,
+    deterministic mode."""
+    from mmengine.config import DictAction
+
+    parser.add_argument("config")
+    parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the work dir's last checkpoint (or the newest "
+                        "earlier one that loads)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
+                        help="override config keys, e.g. train_cfg.max_iters=100")
+    parser.add_argument("--allow-new-keys", action="store_true",
+                        help="let --cfg-options add keys the config does not have")
+    parser.add_argument("--verbose", action="store_true",
+                        help="mmengine's full log stream on the terminal (environment, "
+                        "config, hooks, per-iteration lines) instead of a progress line")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="randomness.deterministic=True: two runs with the same seed "
+                        "write the same checkpoints, bit for bit (docs/reproducibility.md)")
+
+
 def build_pretrain_config(config: str, work_dir: str | None = None, resume: bool = False,
                           cfg_options: dict | None = None, launcher: str = "none",
                           allow_new_keys: bool = False) -> Config:
