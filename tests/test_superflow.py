@@ -41,8 +41,8 @@ def _frame(rng, offset: int, points_per_sample: int = 120) -> dict:
                              dtype=torch.float32)
     return {"points": points, "offsets": offsets,
             "batch_idx": torch.repeat_interleave(torch.arange(B), points_per_sample),
-            "images": [torch.rand(K, 3, H, W, generator=torch.Generator().manual_seed(
-                int(rng.integers(1 << 30)))) for _ in range(B)],
+            "images": [255.0 * torch.rand(K, 3, H, W, generator=torch.Generator().manual_seed(
+                int(rng.integers(1 << 30)))) for _ in range(B)],  # LoadImages' 0..255
             "superpixels": list(superpixels), "lidar2img": list(lidar2img),
             "img_shape": [torch.tensor([[H, W]] * K) for _ in range(B)],
             "frame_offset": offset}
@@ -92,7 +92,7 @@ def pooled_points(frame, points, owner) -> tuple[np.ndarray, np.ndarray]:
 def pooled_pixels(frame) -> np.ndarray:
     sums, counts = np.zeros((B * S, C)), np.zeros(B * S)
     for b in range(B):
-        feats = pixel_feature(frame["images"][b].float()).numpy()
+        feats = pixel_feature(frame["images"][b].float() / 255.0).numpy()
         for k in range(K):
             for y in range(H):
                 for x in range(W):

@@ -3,6 +3,7 @@
 # with a trained 1x1 head to 64 channels; SGD lr 0.5, momentum 0.9, dampening 0.1, weight
 # decay 1e-4, cosine schedule, batch 4 (valeoai/SLidR config/slidr_minkunet.yaml; 50 epochs
 # of the 28,130 training keyframes are about 350k iterations at batch 4).
+# Departure: the 3D input is x, y, z and intensity (SLidR: intensity alone).
 # Put MoCo's file at checkpoints/moco_v2_800ep_pretrain.pth.tar (nothing is downloaded).
 _base_ = ["./slidr_minkunet34_synth.py"]
 data_root = "data/nuscenes/"

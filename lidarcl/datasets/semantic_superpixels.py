@@ -145,17 +145,29 @@ def _teacher_identity(teacher) -> dict:
             "weights_sha256": weights_digest(teacher.encoder.state_dict())}
 
 
+def _patch_multiple(teacher) -> int:
+    """The side multiple the teacher's encoder needs: its patch for a ViT, else 1."""
+    from lidarcl.models.image.vit import VisionTransformer
+
+    encoder = getattr(teacher, "encoder", None)
+    return int(encoder.stride) if isinstance(encoder, VisionTransformer) else 1
+
+
 @torch.no_grad()
 def _feature_grid(teacher, image: np.ndarray, label_stride: int, work_side: int | None
                   ) -> torch.Tensor:
     """Unit teacher features ``(D, H / label_stride, W / label_stride)`` of one image."""
     tensor = torch.tensor(np.asarray(image)).permute(2, 0, 1).float()[None] / 255.0
     height, width = tensor.shape[-2:]
+    size = (height, width)
     if work_side is not None and max(height, width) > work_side:
         factor = work_side / max(height, width)
-        tensor = F.interpolate(tensor, size=(max(1, round(height * factor)),
-                                             max(1, round(width * factor))),
-                               mode="bilinear", align_corners=False, antialias=True)
+        size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    patch = _patch_multiple(teacher)  # a ViT sees whole patches: sides rounded to them
+    size = tuple(max(patch, round(side / patch) * patch) for side in size)
+    if size != (height, width):
+        tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False,
+                               antialias=True)
     grid = (max(1, height // label_stride), max(1, width // label_stride))
     features = teacher.encode(tensor)
     features = F.interpolate(features, size=grid, mode="bilinear", align_corners=False)
@@ -186,7 +198,8 @@ def create_semantic_superpixels(info_index_path, data_root, teacher, clusters: i
 
     ``teacher``: an :class:`~lidarcl.models.image.ImageTeacher` (its frozen encoder is
     used, not its head). ``work_side``: the longer image side the encoder sees (images are
-    shrunk to it first; ``None`` keeps them). ``min_area`` is in pixels of the label grid.
+    shrunk to it first; ``None`` keeps them; a ViT's sides are then rounded to whole
+    patches). ``min_area`` is in pixels of the label grid.
     ``overwrite`` recomputes the maps (and replaces a set recorded with other parameters);
     ``refit`` (default: ``overwrite``) fits the codebook again even when the folder has one
     (``tools/superpixels.py`` refits for its first index only, so the splits share it).

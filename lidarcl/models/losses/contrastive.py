@@ -6,7 +6,8 @@ float32 whatever the input precision (mixed precision would otherwise overflow `
 tau)`` at tau = 0.07). Shared options (:class:`PairwiseContrastiveLoss`):
 
 * ``max_pairs``: keep at most this many pairs, drawn uniformly without replacement (the
-  ``N x N`` similarity matrix costs ``N^2``; PointContrast and SLidR use 4096).
+  ``N x N`` similarity matrix costs ``N^2``; PointContrast uses 4096, as does SLidR's
+  point-level PPKT loss; its superpixel loss has no cap).
 * ``groups (N,)``: integer labels (e.g. the region or segment of each pair, ``-1`` = none);
   a negative ``j`` of anchor ``i`` with ``groups[j] == groups[i] >= 0`` is a likely false
   negative and is removed from the denominator.

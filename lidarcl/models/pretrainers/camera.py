@@ -30,9 +30,9 @@ def stack_cameras(batch: dict, with_superpixels: bool = True):
         raise ValueError("the samples' images differ in number or size; resize or crop them "
                          "to one size (ResizeImages / RandomResizedCropImages) and keep the "
                          "same number of cameras (SelectCameras)") from exc
-    # uint8 images, or float ones in 0..255 (LoadImages(to_float=True)), to [0, 1]
-    if not images.is_floating_point() or (images.numel() and float(images.max()) > 1.0):
-        images = images.float() / 255.0
+    # LoadImages' values are 0..255 (uint8, or float32 with to_float=True): to [0, 1]. Not
+    # guessed from the values: a dark float image would pass for one already scaled
+    images = images.float() / 255.0
     lidar2img = torch.stack([torch.as_tensor(v) for v in batch["lidar2img"]])
     image_hw = torch.stack([torch.as_tensor(v) for v in batch["img_shape"]])
     return images, superpixels, lidar2img, image_hw

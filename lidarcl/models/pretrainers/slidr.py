@@ -20,12 +20,14 @@ Per batch (Sec. 3):
 Departures, each small and deliberate: a point's pixel is ``floor(u), floor(v)`` (SLidR
 rounds); points outside the voxel grid are left out of the pooling (SLidR pools voxels, which
 all lie inside it); an empty superpixel is one with no point (SLidR tests the first feature
-channel for zero, which agrees except when a mean is exactly zero there). Cylindrical voxels
-of the paper are a backbone option, not part of the method.
+channel for zero, which agrees except when a mean is exactly zero there). The paper's
+cylindrical voxels are a backbone option, not part of the method, and its 3D input is the
+intensity alone (1 channel); lidarcl's configs feed x, y, z and intensity (4 channels), as
+every other method's configs do.
 
-The paper's optimiser: SGD lr 0.5, momentum 0.9, dampening 0.1, weight decay 1e-4, cosine
-schedule, 50 epochs, batch 4 (valeoai/SLidR ``config/slidr_minkunet.yaml``); the nuScenes
-config carries it.
+The released optimiser (valeoai/SLidR ``config/slidr_minkunet.yaml``): SGD lr 0.5, momentum
+0.9, dampening 0.1, weight decay 1e-4, cosine schedule, 50 epochs, batch 4 on one GPU; the
+nuScenes config carries it.
 """
 from __future__ import annotations
 
