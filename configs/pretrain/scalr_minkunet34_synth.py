@@ -3,8 +3,9 @@
 # vectors, no negatives). One random camera per scan and the points it sees, images resized
 # to 224 x 448, as in ScaLR; ScaLR's point augmentation (valeoai/ScaLR
 # datasets/im_pc_dataset.py): rotation about z, x or y negated with probability 2/3 (after a
-# uniform rotation, negating y is the same mirror as negating x), scale 0.9-1.1. The teacher here is the ResNet-18 trunk of the SLidR config
-# (512-d, stride 8), randomly initialised unless a checkpoint is given (see slidr_*_synth).
+# uniform rotation, negating y is the same mirror as negating x), scale 0.9-1.1. The
+# teacher here is the ResNet-18 trunk of the SLidR config (512-d, stride 8), randomly
+# initialised unless a checkpoint is given (see slidr_*_synth).
 _base_ = ["../_base_/datasets/synthetic_pretrain_camera.py", "../_base_/models/minkunet34.py",
           "../_base_/schedules/pretrain_adamw.py", "../_base_/default_runtime.py"]
 scalr_pipeline = [
