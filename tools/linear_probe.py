@@ -17,7 +17,6 @@ voxel grid count as errors of their class; their number is printed per split.
 """
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -58,6 +57,7 @@ def main(argv=None) -> int:
 
     from lidarcl.errors import DataError
     from lidarcl.evaluation.linear_probe import build_probe_loader, linear_probe_study
+    from lidarcl.evaluation.segmentation import iou_text
 
     if not os.path.isfile(args.config):
         parser.error(f"config file not found: {args.config}")
@@ -100,9 +100,7 @@ def main(argv=None) -> int:
         gain = 100 * (results["pretrained"]["miou"] - results["random"]["miou"])
         print(f"pretrained - random: {gain:+.2f} mIoU")
     for name, r in results.items():
-        per_class = ", ".join(f"{n} {100 * v:.1f}" for n, v in zip(names, r["iou"])
-                              if not math.isnan(v))
-        print(f"{name} IoU: {per_class}")
+        print(f"{name} IoU: {iou_text(names, r['iou'])}")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump({"config": args.config, "checkpoint": checkpoint, "seed": args.seed,

@@ -16,7 +16,6 @@ the same points and the same head seed.
 """
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -50,6 +49,7 @@ def main(argv=None) -> int:
     from mmengine.config import Config
 
     from lidarcl.errors import DataError
+    from lidarcl.evaluation.segmentation import iou_text
     from lidarcl.evaluation.teacher_probe import build_teacher_probe_loader, run_teacher_probe
     from lidarcl.models.image import ImageTeacher
 
@@ -87,9 +87,7 @@ def main(argv=None) -> int:
         print(f"| {name} | {100 * r['miou']:.2f} | {r['train_points']:,} | "
               f"{r['val_points']:,} | {r['seconds']:.0f} |")
     for name, r in results.items():
-        per_class = ", ".join(f"{n} {100 * v:.1f}" for n, v in zip(names, r["iou"])
-                              if not math.isnan(v))
-        print(f"{name} IoU: {per_class}")
+        print(f"{name} IoU: {iou_text(names, r['iou'])}")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump({"config": args.config, "encoder": encoder, "seed": args.seed,

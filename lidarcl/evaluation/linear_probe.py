@@ -88,9 +88,11 @@ def probe_pipeline(point_cloud_range=(-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)) -> l
 
 
 def build_probe_loader(dataset_cfg: dict, ann_file: str, data_root: str | None = None,
-                       point_cloud_range=(-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)):
-    """``(loader, lut, class names)`` over ``ann_file`` with the probe pipeline; ``lut``
-    maps raw lidarseg indices to training labels (255 = ignored)."""
+                       point_cloud_range=(-51.2, -51.2, -5.0, 51.2, 51.2, 3.0),
+                       pipeline: list | None = None):
+    """``(loader, lut, class names)`` over ``ann_file`` with the probe pipeline (or
+    ``pipeline``), batches of one scan; ``lut`` maps raw lidarseg indices to training
+    labels (255 = ignored)."""
     from torch.utils.data import DataLoader
 
     from lidarcl.datasets.collate import collate_samples
@@ -99,13 +101,14 @@ def build_probe_loader(dataset_cfg: dict, ann_file: str, data_root: str | None =
 
     register_all_modules()
     cfg = copy.deepcopy(dict(dataset_cfg))
-    cfg.update(ann_file=ann_file, pipeline=probe_pipeline(point_cloud_range),
+    cfg.update(ann_file=ann_file,
+               pipeline=pipeline if pipeline is not None else probe_pipeline(point_cloud_range),
                filter_empty_gt=False, test_mode=True)
     if data_root is not None:
         cfg["data_root"] = data_root
     dataset = DATASETS.build(cfg)
     if not hasattr(dataset, "lidarseg_learning_map"):
-        raise DataError(ann_file, f"{type(dataset).__name__} has no lidarseg labels; the "
+        raise DataError(ann_file, f"{type(dataset).__name__} has no lidarseg labels; a "
                                   "linear probe needs nuScenes-lidarseg (or the generated "
                                   "dataset)")
     lut = torch.as_tensor(dataset.lidarseg_learning_map, dtype=torch.int64)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["confusion_matrix", "iou_per_class", "mean_iou"]
+__all__ = ["confusion_matrix", "iou_per_class", "mean_iou", "iou_text"]
 
 
 def confusion_matrix(pred, target, num_classes: int, ignore_index: int | None = None,
@@ -65,3 +65,10 @@ def mean_iou(cm: np.ndarray) -> float:
     """Mean IoU over the classes with a non-empty union (NaN when there is none)."""
     iou = iou_per_class(cm)
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+
+def iou_text(names, iou) -> str:
+    """``"car 19.6, truck 12.4, ..."``: IoU per class in percent, classes without a union
+    (NaN) left out."""
+    return ", ".join(f"{name} {100 * value:.1f}" for name, value in zip(names, iou)
+                     if not np.isnan(value))

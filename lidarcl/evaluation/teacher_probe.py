@@ -19,14 +19,13 @@ each other on it, not with the 3D probe's whole-scan mIoU.
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lidarcl.errors import DataError
-from lidarcl.evaluation.linear_probe import IGNORE, _labels, train_linear_head
+from lidarcl.evaluation.linear_probe import (IGNORE, _labels, build_probe_loader,
+                                              train_linear_head)
 from lidarcl.evaluation.segmentation import confusion_matrix, iou_per_class, mean_iou
 from lidarcl.models.pretrainers.camera import stack_cameras
 from lidarcl.ops import gather_pixel_features, project_points_batched
@@ -49,27 +48,7 @@ def teacher_probe_pipeline(point_cloud_range=(-51.2, -51.2, -5.0, 51.2, 51.2, 3.
 def build_teacher_probe_loader(dataset_cfg: dict, ann_file: str, data_root: str | None = None):
     """``(loader, lut, class names)`` over ``ann_file`` with :func:`teacher_probe_pipeline`
     (batches of one scan)."""
-    from torch.utils.data import DataLoader
-
-    from lidarcl.datasets.collate import collate_samples
-    from lidarcl.registry import DATASETS
-    from lidarcl.utils.setup_env import register_all_modules
-
-    register_all_modules()
-    cfg = copy.deepcopy(dict(dataset_cfg))
-    cfg.update(ann_file=ann_file, pipeline=teacher_probe_pipeline(), filter_empty_gt=False,
-               test_mode=True)
-    if data_root is not None:
-        cfg["data_root"] = data_root
-    dataset = DATASETS.build(cfg)
-    if not hasattr(dataset, "lidarseg_learning_map"):
-        raise DataError(ann_file, f"{type(dataset).__name__} has no lidarseg labels; the "
-                                  "teacher probe needs nuScenes-lidarseg (or the generated "
-                                  "dataset)")
-    lut = torch.as_tensor(dataset.lidarseg_learning_map, dtype=torch.int64)
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0,
-                        collate_fn=collate_samples)
-    return loader, lut, list(getattr(dataset, "LIDARSEG_CLASSES", ()))
+    return build_probe_loader(dataset_cfg, ann_file, data_root, pipeline=teacher_probe_pipeline())
 
 
 def _first_pair_per_point(point_index: torch.Tensor) -> torch.Tensor:
