@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     from lidarcl.evaluation.segmentation import iou_text
     from lidarcl.evaluation.teacher_probe import build_teacher_probe_loader, run_teacher_probe
     from lidarcl.models.image import ImageTeacher
+    from lidarcl.utils.fileio import atomic_write_bytes
 
     if not os.path.isfile(args.config):
         parser.error(f"config file not found: {args.config}")
@@ -88,10 +89,10 @@ def main(argv=None) -> int:
               f"{r['val_points']:,} | {r['seconds']:.0f} |")
     for name, r in results.items():
         print(f"{name} IoU: {iou_text(names, r['iou'])}")
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump({"config": args.config, "encoder": encoder, "seed": args.seed,
-                       "classes": names, "results": results}, handle, indent=2)
+    if args.out:  # written whole or not at all
+        atomic_write_bytes(args.out, json.dumps(
+            {"config": args.config, "encoder": encoder, "seed": args.seed, "classes": names,
+             "results": results}, indent=2).encode())
     return 0
 
 
