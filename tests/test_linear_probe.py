@@ -240,19 +240,6 @@ def test_out_of_grid_accounting_with_a_real_backbone(probe_loaders):
     assert 0 < stats["train_outside_points"] < stats["train_labelled_points"]
 
 
-def test_lovasz_softmax_at_hard_predictions_is_one_minus_iou():
-    """At one-hot probabilities the Lovasz extension equals the Jaccard loss: the mean of
-    1 - IoU over the classes present in the labels."""
-    from lidarcl.evaluation.linear_probe import lovasz_softmax
-
-    labels = torch.tensor([0, 0, 1, 1, 1, 2, 0, 2])
-    pred = torch.tensor([0, 1, 1, 1, 3, 2, 2, 2])
-    probs = torch.nn.functional.one_hot(pred, 4).double()
-    cm = confusion_matrix(pred.numpy(), labels.numpy(), 4)
-    expected = np.mean([1 - iou_per_class(cm)[c] for c in (0, 1, 2)])
-    assert float(lovasz_softmax(probs, labels)) == pytest.approx(expected)
-
-
 def test_slidr_augmentation_rotates_and_flips_each_scan():
     from lidarcl.evaluation.linear_probe import augment_slidr
 

@@ -62,6 +62,7 @@ from torch import nn
 
 from lidarcl.errors import DataError
 from lidarcl.evaluation.segmentation import confusion_matrix, iou_per_class, mean_iou
+from lidarcl.models.losses.lovasz import lovasz_softmax
 
 __all__ = ["probe_pipeline", "build_probe_loader", "extract_features", "train_linear_head",
            "augment_slidr", "lovasz_softmax", "train_linear_head_slidr", "evaluate_probe",
@@ -222,25 +223,6 @@ def augment_slidr(points: torch.Tensor, offsets: torch.Tensor, generator: torch.
                 out[start:end, axis] = -out[start:end, axis]
         start = end
     return out
-
-
-def lovasz_softmax(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Lovász-softmax loss (Berman et al. CVPR 2018, Alg. 1) over the classes present in
-    ``labels``: for class ``c`` the errors ``|1[label = c] - p_c|`` sorted in decreasing
-    order, dotted with the increments of the Jaccard loss along that order; the mean over
-    the present classes. ``probs (P, K)`` are softmax probabilities."""
-    losses = []
-    for c in torch.unique(labels).tolist():
-        fg = (labels == c).to(probs.dtype)
-        errors, order = torch.sort((fg - probs[:, c]).abs(), descending=True)
-        fg_sorted = fg[order]
-        total = fg_sorted.sum()
-        intersection = total - torch.cumsum(fg_sorted, 0)
-        union = total + torch.cumsum(1 - fg_sorted, 0)
-        jaccard = 1 - intersection / union
-        increments = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
-        losses.append(torch.dot(errors, increments))
-    return torch.stack(losses).mean() if losses else probs.sum() * 0
 
 
 def _voxel_labels(point_to_voxel: torch.Tensor, labels: torch.Tensor, num_voxels: int):

@@ -1,6 +1,7 @@
-"""Contrastive loss library. Each loss is an ``nn.Module`` registered in ``MODELS`` that
-takes matched feature rows of two (or more) views, so any of them can be chosen by config
-inside any pretraining method:
+"""Loss library. Each loss is an ``nn.Module`` registered in ``MODELS``. The contrastive
+losses take matched feature rows of two (or more) views, so any of them can be chosen by
+config inside any pretraining method; ``LovaszSoftmaxLoss`` takes per-point logits and
+labels (segmentation fine-tuning):
 
 =====================  ==========================================================
 ``InfoNCELoss``        InfoNCE / PointContrast (pair cap, false-negative groups)
@@ -13,10 +14,12 @@ inside any pretraining method:
 ``RegionContrastLoss``     any pairwise loss over two poolings of the same superpixels
                            (SLidR, SuperFlow)
 ``PointPixelDistillLoss``  ScaLR's L2 distillation at point-pixel pairs (no negatives)
+``LovaszSoftmaxLoss``      Lovász-softmax (Berman et al.; SLidR's fine-tuning loss)
 =====================  ==========================================================
 """
 from lidarcl.models.losses.contrastive import (DCLLoss, HardNegativeLoss, InfoNCELoss,
                                                PairwiseContrastiveLoss)
+from lidarcl.models.losses.lovasz import LovaszSoftmaxLoss, lovasz_softmax
 from lidarcl.models.losses.mochi import MoCHiLoss, mix_hard_negatives
 from lidarcl.models.losses.multiview import MVDHELLoss, MVInfoNCELoss
 from lidarcl.models.losses.superpixel import (PointPixelDistillLoss, RegionContrastLoss,
@@ -25,4 +28,5 @@ from lidarcl.models.losses.swav import SwAVLoss, sinkhorn_knopp
 
 __all__ = ["PairwiseContrastiveLoss", "InfoNCELoss", "DCLLoss", "HardNegativeLoss",
            "MoCHiLoss", "mix_hard_negatives", "MVInfoNCELoss", "MVDHELLoss", "SwAVLoss",
-           "sinkhorn_knopp", "RegionContrastLoss", "PointPixelDistillLoss", "matched_regions"]
+           "sinkhorn_knopp", "RegionContrastLoss", "PointPixelDistillLoss", "matched_regions",
+           "LovaszSoftmaxLoss", "lovasz_softmax"]
