@@ -81,6 +81,8 @@ class InfoDataset(SkipsSamples, BaseDataset):
             ``DEFAULT_CLASSES`` of the subclass. Names are mapped through ``NAME_MAPPING``.
         filter_empty_gt: drop samples without any box of ``classes`` (training).
         test_mode: no filtering.
+        split_file: a label-fraction split (``lidarcl/datasets/splits.py``): only the
+            samples it lists are kept. Every token it lists must be in the index.
     """
 
     DATASET_NAME: str = ""
@@ -92,7 +94,8 @@ class InfoDataset(SkipsSamples, BaseDataset):
 
     def __init__(self, ann_file: str, data_root: str = "", pipeline: Sequence = (),
                  classes: Sequence[str] | None = None, filter_empty_gt: bool = False,
-                 test_mode: bool = False, **kwargs):
+                 test_mode: bool = False, split_file: str | None = None, **kwargs):
+        self.split_file = split_file
         self.classes = tuple(classes) if classes is not None else tuple(self.DEFAULT_CLASSES)
         unknown = [c for c in self.classes if self.ALL_CLASSES and c not in self.ALL_CLASSES]
         if unknown:
@@ -107,7 +110,23 @@ class InfoDataset(SkipsSamples, BaseDataset):
     def load_data_list(self) -> list[dict]:
         infos, meta = read_info_index(self.ann_file, dataset=self.DATASET_NAME or None)
         self.index_metadata = meta
+        if self.split_file:
+            infos = self._split_infos(infos)
         return infos
+
+    def _split_infos(self, infos: list[dict]) -> list[dict]:
+        """The samples the split file lists, in index order."""
+        from lidarcl.datasets.splits import read_split
+
+        wanted = set(read_split(self.split_file)["tokens"])
+        kept = [info for info in infos if str(info["token"]) in wanted]
+        if len(kept) != len(wanted):
+            missing = sorted(wanted - {str(info["token"]) for info in kept})
+            raise DataError(self.split_file, f"{len(missing)} sample tokens of the split are "
+                                             f"not in the index {self.ann_file} (first: "
+                                             f"{missing[0]}); the split was drawn for another "
+                                             "index")
+        return kept
 
     def class_labels(self, gt_names) -> np.ndarray:
         """Label of each dataset class name (through ``NAME_MAPPING``) in ``classes``;
