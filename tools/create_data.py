@@ -3,6 +3,8 @@
     python tools/create_data.py nuscenes --root data/nuscenes --version v1.0-trainval \
         --out data/nuscenes [--max-sweeps 10] [--prefix nuscenes]
     python tools/create_data.py kitti --root data/kitti --out data/kitti
+    python tools/create_data.py semantickitti --root data/semantickitti/dataset \
+        --out data/semantickitti [--train-sequences 0,1,...] [--val-sequences 8]
 
 Both also compute the SLIC superpixels of every camera image (SLidR's setting: 150
 segments, compactness 6, sigma 3) into ``<out>/superpixels/slic150/<token>_<CHANNEL>.png``
@@ -10,8 +12,9 @@ and record them in the indexes; maps already there are kept, so a rerun only con
 ``--superpixels none`` skips them, ``--superpixel-segments N`` changes the count,
 ``--workers N`` sets the processes (about 1.5-2 s per 1600x900 image per process).
 
-The conversion logic lives in ``lidarcl.datasets.nuscenes_converter``,
-``lidarcl.datasets.kitti_converter`` and ``lidarcl.datasets.superpixels``; this file only
+SemanticKITTI has no cameras in its layout: no superpixels. The conversion logic lives in
+``lidarcl.datasets.nuscenes_converter``, ``lidarcl.datasets.kitti_converter``,
+``lidarcl.datasets.semantickitti_converter`` and ``lidarcl.datasets.superpixels``; this file only
 parses arguments.
 """
 from __future__ import annotations
@@ -46,6 +49,17 @@ def _kitti(args) -> list[str]:
     from lidarcl.datasets.kitti_converter import create_kitti_infos
 
     return _superpixels(args, create_kitti_infos(args.root, args.out, prefix=args.prefix))
+
+
+def _semantickitti(args) -> list[str]:
+    from lidarcl.datasets.semantickitti_converter import (SEMANTICKITTI_SPLITS,
+                                                          create_semantickitti_infos,
+                                                          parse_sequences)
+
+    splits = {split: parse_sequences(getattr(args, f"{split}_sequences"))
+              if getattr(args, f"{split}_sequences") is not None else default
+              for split, default in SEMANTICKITTI_SPLITS.items()}
+    return create_semantickitti_infos(args.root, args.out, splits=splits, prefix=args.prefix)
 
 
 def _positive_int(text: str) -> int:
@@ -94,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     kit.add_argument("--prefix", default="kitti", help="output file name prefix")
     _add_superpixel_args(kit)
     kit.set_defaults(func=_kitti)
+
+    skt = sub.add_parser("semantickitti", help="SemanticKITTI (dataset/sequences/NN/...)")
+    skt.add_argument("--root", required=True, help="folder holding sequences/")
+    skt.add_argument("--out", required=True, help="output folder of the info indexes")
+    skt.add_argument("--prefix", default="semantickitti", help="output file name prefix")
+    for split, default in (("train", "00-07, 09, 10"), ("val", "08"), ("test", "11-21")):
+        skt.add_argument(f"--{split}-sequences", default=None,
+                         help=f"comma-separated sequences of the {split} split (default: "
+                              f"the official {default}; an empty string skips the split)")
+    skt.set_defaults(func=_semantickitti)
     return parser
 
 

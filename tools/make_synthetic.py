@@ -3,6 +3,13 @@
 
 Example:
     python tools/make_synthetic.py --out data/synthetic --scenes 10 --keyframes 40 --seed 0
+    python tools/make_synthetic.py --format semantickitti --out data/synthetic_kitti \
+        --scenes 10 --keyframes 40 --val-scenes 2
+
+--format semantickitti generates the scenes in the nuScenes layout in a temporary folder and
+exports their keyframes as SemanticKITTI sequences (lidarcl.datasets.synthetic.semantickitti_export:
+one sequence per scene, train scenes first), then prints the create_data command whose
+--train-sequences / --val-sequences match the generated split.
 """
 from __future__ import annotations
 
@@ -23,7 +30,11 @@ def main(argv=None) -> int:
     p.add_argument("--val-scenes", type=int, default=None, help="scenes put in the val split")
     p.add_argument("--write-depth", action="store_true", help="also write per-camera depth PNGs")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
+    p.add_argument("--format", choices=("nuscenes", "semantickitti"), default="nuscenes",
+                   help="layout written to OUT (default nuscenes)")
     args = p.parse_args(argv)
+    if args.format == "semantickitti":
+        return _semantickitti(args)
     from lidarcl.datasets.synthetic import generate_dataset
     try:
         s = generate_dataset(args.out, scenes=args.scenes, keyframes=args.keyframes, seed=args.seed,
@@ -39,6 +50,37 @@ def main(argv=None) -> int:
           f"{s['annotations']} annotations of "
           f"{s['instances']} instances, {s['mean_points_per_keyframe']:.0f} points/keyframe, "
           f"{s['seconds']:.1f} s")
+    return 0
+
+
+def _semantickitti(args) -> int:
+    import os
+    import tempfile
+
+    from lidarcl.datasets.synthetic import generate_dataset
+    from lidarcl.datasets.synthetic.semantickitti_export import export_semantickitti
+
+    if os.path.exists(os.path.join(args.out, "sequences")) and not args.overwrite:
+        print(f"make_synthetic: error: {os.path.join(args.out, 'sequences')} exists; pass "
+              "--overwrite", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.out, prefix=".nuscenes_layout_") as tmp:
+        try:
+            generate_dataset(tmp, scenes=args.scenes, keyframes=args.keyframes, seed=args.seed,
+                             image_size=tuple(args.image_size),
+                             sweeps_per_keyframe=args.sweeps_per_keyframe,
+                             version=args.version, val_scenes=args.val_scenes, overwrite=True)
+        except (OSError, ValueError) as err:
+            print(f"make_synthetic: error: {err}", file=sys.stderr)
+            return 2
+        summary = export_semantickitti(tmp, args.version, args.out, overwrite=args.overwrite)
+    splits = summary["splits"]
+    print(f"wrote {len(summary['sequences'])} SemanticKITTI sequences ({summary['scans']} scans) "
+          f"to {os.path.join(args.out, 'sequences')}; index them with:")
+    print(f"  python tools/create_data.py semantickitti --root {args.out} --out {args.out} "
+          f"--train-sequences {','.join(splits.get('train', []))} "
+          f"--val-sequences '{','.join(splits.get('val', []))}' --test-sequences ''")
     return 0
 
 

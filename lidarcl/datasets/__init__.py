@@ -6,5 +6,7 @@ from lidarcl.datasets.folder_dataset import FolderDataset
 from lidarcl.datasets.kitti_dataset import KittiDataset
 from lidarcl.datasets.multi_frame import MultiFrameDataset
 from lidarcl.datasets.nuscenes_dataset import NuScenesDataset
+from lidarcl.datasets.semantickitti_dataset import SemanticKITTIDataset
 
-__all__ = ["CameraImageDataset", "collate_image_views", "collate_samples", "FolderDataset", "KittiDataset", "MultiFrameDataset", "NuScenesDataset"]
+__all__ = ["CameraImageDataset", "collate_image_views", "collate_samples", "FolderDataset", "KittiDataset", "MultiFrameDataset", "NuScenesDataset",
+           "SemanticKITTIDataset"]

@@ -17,14 +17,15 @@ from lidarcl.datasets.transforms.image import (DropCuboids, RandomFlipImages,
 from lidarcl.datasets.transforms.image_ssl import MoCoV2Crops
 from lidarcl.datasets.transforms.loading import (LoadDenseCloud, LoadImages,
                                                  LoadLidarsegLabels, LoadPoints,
-                                                 LoadSuperpixels, LoadSweeps)
+                                                 LoadSemanticKITTILabels, LoadSuperpixels,
+                                                 LoadSweeps)
 from lidarcl.datasets.transforms.regions import SegmentRegions
 from lidarcl.datasets.transforms.views import (MultiViewAugment, TemporalViews, match_views,
                                                mutual_nearest)
 
 __all__ = [
     "LoadPoints", "LoadSweeps", "LoadDenseCloud", "LoadImages", "LoadSuperpixels",
-    "LoadLidarsegLabels",
+    "LoadLidarsegLabels", "LoadSemanticKITTILabels",
     "PointsRangeFilter", "ObjectRangeFilter", "ObjectNameFilter", "ObjectMinPointsFilter",
     "PointsInCameraFOV", "PointSample", "PointShuffle",
     "GlobalRotScaleTrans", "RandomFlip3D", "PointJitter", "PointDropout",

@@ -436,21 +436,27 @@ class LoadLidarsegLabels(Transform):
         ignore_index: see ``label_mapping``.
     """
 
+    LABEL_RANGE = 256  # raw labels are uint8
+    WHAT = "lidarseg label file"
+
     def __init__(self, label_mapping: Sequence[int] | Mapping[int, int] | None = None,
                  ignore_index: int = -1):
         self.ignore_index = ignore_index
         self.label_mapping = label_mapping
         self._lut = None
         if label_mapping is not None:
+            lut = np.full(self.LABEL_RANGE, ignore_index, dtype=np.int64)
             if isinstance(label_mapping, Mapping):
-                lut = np.full(256, ignore_index, dtype=np.int64)
                 for k, v in label_mapping.items():
                     lut[int(k)] = int(v)
             else:
-                lut = np.full(256, ignore_index, dtype=np.int64)
                 vals = np.asarray(label_mapping, dtype=np.int64)
                 lut[:len(vals)] = vals
             self._lut = lut
+
+    def read_labels(self, path: str) -> np.ndarray:
+        """The raw label of every point of the file (before ``valid_point_mask``)."""
+        return np.fromfile(path, dtype=np.uint8)
 
     def transform(self, sample: dict) -> dict:
         path = sample.get("lidarseg_path")
@@ -458,8 +464,8 @@ class LoadLidarsegLabels(Transform):
             raise DataError(sample.get("lidar_path"), f"sample {sample.get('token', '?')} "
                                                       "has no lidarseg_path (no labels)")
         if not os.path.isfile(path):
-            raise DataFileNotFound(path, "lidarseg label file")
-        labels = np.fromfile(path, dtype=np.uint8)
+            raise DataFileNotFound(path, self.WHAT)
+        labels = self.read_labels(path)
         valid = sample.get("valid_point_mask")
         if valid is None:
             raise ValueError("LoadLidarsegLabels needs LoadPoints first (valid_point_mask)")
@@ -472,4 +478,41 @@ class LoadLidarsegLabels(Transform):
         labels = labels[valid]
         sample["pts_semantic_mask"] = (self._lut[labels] if self._lut is not None
                                        else labels.astype(np.int64))
+        return sample
+
+
+@TRANSFORMS.register_module()
+class LoadSemanticKITTILabels(LoadLidarsegLabels):
+    """Per-point labels of a SemanticKITTI ``.label`` file (uint32 per point, semantic id in
+    the low 16 bits) at ``sample["lidarseg_path"]``, through the learning map to the 19
+    training labels 0..18 (unlabeled and unmapped ids -> ``ignore_index``, default 255;
+    ``lidarcl/datasets/semantickitti_converter.py``). ``label_mapping`` replaces the
+    learning map (raw id -> label). Same placement and checks as ``LoadLidarsegLabels``;
+    a file of the wrong length is a DataError naming it. ``pts_instance_mask`` gets the
+    high 16 bits."""
+
+    LABEL_RANGE = 1 << 16
+    WHAT = "SemanticKITTI label file"
+
+    def __init__(self, label_mapping: Mapping[int, int] | None = None,
+                 ignore_index: int = 255):
+        from lidarcl.datasets.semantickitti_converter import LEARNING_MAP, IGNORE_INDEX
+
+        if label_mapping is None:
+            label_mapping = {raw: (ignore_index if v == IGNORE_INDEX else v)
+                             for raw, v in LEARNING_MAP.items()}
+        super().__init__(label_mapping, ignore_index)
+        self._instances = None
+
+    def read_labels(self, path: str) -> np.ndarray:
+        from lidarcl.datasets.semantickitti_converter import read_label_file
+
+        semantic, self._instances = read_label_file(path)
+        return semantic
+
+    def transform(self, sample: dict) -> dict:
+        sample = super().transform(sample)
+        sample["pts_instance_mask"] = self._instances[sample["valid_point_mask"]].astype(
+            np.int64)
+        self._instances = None
         return sample
