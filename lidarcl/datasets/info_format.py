@@ -89,6 +89,18 @@ def write_info_index(path: str | os.PathLike, infos: list[dict[str, Any]],
         json.dump(_strict_json({"metadata": meta, "infos": infos}), f, allow_nan=False)
 
 
+def read_json_document(path: str, what: str):
+    """The parsed JSON of ``path``; DataFileNotFound / DataError naming the file and
+    ``what`` it should be when it is missing or not JSON."""
+    if not os.path.isfile(path):
+        raise DataFileNotFound(path, what)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DataError(path, f"not a JSON {what} ({exc})") from exc
+
+
 def read_info_index(path: str | os.PathLike, dataset: str | None = None
                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Read and check an info index; returns ``(infos, metadata)``.
@@ -99,13 +111,7 @@ def read_info_index(path: str | os.PathLike, dataset: str | None = None
     (:func:`check_sample_info`), or lists one token twice.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataFileNotFound(path, "info index")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise DataError(path, f"not a JSON info index ({exc})") from exc
+    data = read_json_document(path, "info index")
     meta = data.get("metadata") if isinstance(data, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != INFO_FORMAT:
         raise DataError(path, "not a lidarcl info index (metadata.format is not "

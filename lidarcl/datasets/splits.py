@@ -32,7 +32,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from lidarcl.errors import DataError, DataFileNotFound
+from lidarcl.errors import DataError
 from lidarcl.utils.fileio import atomic_write
 
 __all__ = ["SPLIT_FORMAT", "LABEL_FRACTIONS", "LEVELS", "split_path", "units_kept",
@@ -136,14 +136,10 @@ def make_label_splits(index_path: str | os.PathLike, percents: Iterable[float] =
 
 def read_split(path: str | os.PathLike) -> dict:
     """Read and check a split file (module doc); DataError naming the file otherwise."""
+    from lidarcl.datasets.info_format import read_json_document
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataFileNotFound(path, "label split file (tools/make_splits.py writes them)")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a JSON split file ({exc})") from exc
+    data = read_json_document(path, "label split file (tools/make_splits.py writes them)")
     meta = data.get("metadata") if isinstance(data, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != SPLIT_FORMAT:
         raise DataError(path, f"not a lidarcl split file (metadata.format is not "

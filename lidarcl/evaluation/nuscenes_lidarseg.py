@@ -30,6 +30,7 @@ from typing import Iterable
 import numpy as np
 
 from lidarcl.errors import DataError, DataFileNotFound
+from lidarcl.evaluation.segmentation import check_class_labels
 from lidarcl.utils.fileio import atomic_write
 
 __all__ = ["SUBMISSION_META", "write_lidarseg_submission", "lidarseg_prediction_path",
@@ -54,10 +55,7 @@ def write_lidarseg_submission(results_dir: str, eval_set: str,
     os.makedirs(os.path.join(results_dir, eval_set), exist_ok=True)
     count = 0
     for token, labels in predictions:
-        labels = np.asarray(labels)
-        if labels.size and (labels.min() < 0 or labels.max() >= NUM_LIDARSEG_CLASSES):
-            raise ValueError(f"prediction of {token}: labels must lie in 0..15 (every point "
-                             f"needs a class), found {labels.min()}..{labels.max()}")
+        labels = check_class_labels(labels, NUM_LIDARSEG_CLASSES, f"prediction of {token}")
         with atomic_write(lidarseg_prediction_path(results_dir, eval_set, token)) as f:
             f.write((labels + 1).astype(np.uint8).tobytes())
         count += 1

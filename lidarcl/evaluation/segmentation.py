@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["confusion_matrix", "iou_per_class", "mean_iou", "iou_text"]
+__all__ = ["confusion_matrix", "iou_per_class", "mean_iou", "iou_text", "check_class_labels"]
 
 
 def confusion_matrix(pred, target, num_classes: int, ignore_index: int | None = None,
@@ -72,3 +72,14 @@ def iou_text(names, iou) -> str:
     (NaN) left out."""
     return ", ".join(f"{name} {100 * value:.1f}" for name, value in zip(names, iou)
                      if not np.isnan(value))
+
+
+def check_class_labels(labels, num_classes: int, what: str) -> np.ndarray:
+    """``labels`` as an array, every value a class in ``[0, num_classes)`` (a prediction to
+    be written in a dataset's submission format needs one per point); ValueError naming
+    ``what`` otherwise."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{what}: labels must lie in 0..{num_classes - 1} (every point "
+                         f"needs a class), found {labels.min()}..{labels.max()}")
+    return labels

@@ -28,7 +28,7 @@ from lidarcl.datasets.semantickitti_converter import (IGNORE_INDEX, LEARNING_MAP
                                                       SEMANTICKITTI_CLASSES, learning_map_lut,
                                                       read_label_file)
 from lidarcl.errors import DataError, DataFileNotFound
-from lidarcl.evaluation.segmentation import confusion_matrix
+from lidarcl.evaluation.segmentation import check_class_labels, confusion_matrix
 from lidarcl.utils.fileio import atomic_write
 
 __all__ = ["semantickitti_prediction_path", "write_semantickitti_predictions",
@@ -50,10 +50,7 @@ def write_semantickitti_predictions(results_dir: str,
     inverse = np.array([LEARNING_MAP_INV[i] for i in range(NUM_CLASSES)], dtype="<u4")
     count = 0
     for token, labels in predictions:
-        labels = np.asarray(labels)
-        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-            raise ValueError(f"prediction of {token}: labels must lie in 0..18, found "
-                             f"{labels.min()}..{labels.max()}")
+        labels = check_class_labels(labels, NUM_CLASSES, f"prediction of {token}")
         path = semantickitti_prediction_path(results_dir, token)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with atomic_write(path) as f:
