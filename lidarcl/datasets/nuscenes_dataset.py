@@ -134,6 +134,12 @@ class NuScenesDataset(InfoDataset):
 
     def parse_sample(self, info: dict, index: int) -> dict:
         sample = super().parse_sample(info, index)
+        if getattr(self, "_lidarseg_lut", None) is None:
+            self._lidarseg_lut = self.lidarseg_learning_map
+        # what LoadLidarsegLabels(label_mapping="dataset") maps the raw labels with
+        sample["lidarseg_learning_map"] = self._lidarseg_lut
+        # the LIDAR_TOP sample_data token: names the keyframe's lidarseg / submission files
+        sample["lidar_token"] = (info.get("nuscenes") or {}).get("lidar_token")
         keep = self.class_labels(info["gt_names"]) >= 0
         for key in ("gt_attributes", "instance_tokens"):
             values = np.asarray(info.get(key) or [""] * len(keep), dtype=object)

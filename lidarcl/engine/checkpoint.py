@@ -30,7 +30,7 @@ from lidarcl.utils.fileio import atomic_write_bytes
 
 __all__ = ["AtomicLocalBackend", "install_atomic_checkpoints", "export_backbone",
            "load_backbone", "atomic_torch_save", "find_resume_checkpoint",
-           "checkpoint_problem", "weights_digest"]
+           "checkpoint_problem", "weights_digest", "backbone_key_report", "report_text"]
 
 _NUMBERED = re.compile(r"(?:iter|epoch)_(\d+)\.pth")
 
@@ -158,11 +158,44 @@ def export_backbone(model: torch.nn.Module, path, meta: dict | None = None) -> s
     return str(path)
 
 
-def load_backbone(backbone: torch.nn.Module, path, strict: bool = True) -> dict:
+def backbone_key_report(backbone: torch.nn.Module, state: dict) -> dict:
+    """How a state dict fits a backbone: ``{"missing": [...], "unexpected": [...],
+    "shape_mismatch": [(key, checkpoint shape, model shape), ...]}`` (empty lists when it
+    fits exactly)."""
+    own = backbone.state_dict()
+    return {"missing": sorted(set(own) - set(state)),
+            "unexpected": sorted(set(state) - set(own)),
+            "shape_mismatch": [(k, tuple(state[k].shape), tuple(own[k].shape))
+                               for k in sorted(set(own) & set(state))
+                               if tuple(state[k].shape) != tuple(own[k].shape)]}
+
+
+def report_text(report: dict, limit: int = 20) -> str:
+    """The key report as lines: every missing and unexpected key and shape mismatch (up to
+    ``limit`` of each, then a count)."""
+    lines = []
+    for name, items in (("missing keys (in the model, not the checkpoint)", report["missing"]),
+                        ("unexpected keys (in the checkpoint, not the model)",
+                         report["unexpected"]),
+                        ("shape mismatches (checkpoint vs model)", [
+                            f"{k}: {tuple(a)} vs {tuple(b)}"
+                            for k, a, b in report["shape_mismatch"]])):
+        if items:
+            shown = list(items)[:limit]
+            more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
+            lines.append(f"  {len(items)} {name}:\n    " + "\n    ".join(shown) + more)
+    return "\n".join(lines)
+
+
+def load_backbone(backbone: torch.nn.Module, path, strict: bool = True,
+                  allow_partial: bool = False) -> dict:
     """Load a backbone exported by :func:`export_backbone`, or the ``backbone.*`` weights of
-    a full mmengine checkpoint; returns the meta dict. Raises :class:`DataError` naming the
-    file when it cannot be read, holds no state dict, fails its ``weights_sha256`` or does
-    not fit the backbone."""
+    a full mmengine checkpoint; returns the meta dict, with ``meta["key_report"]``
+    (:func:`backbone_key_report`). Raises :class:`DataError` naming the file when it cannot
+    be read, holds no state dict or fails its ``weights_sha256``, and, with ``strict``,
+    when it does not fit the backbone exactly: the message lists every missing and
+    unexpected key and shape mismatch. ``allow_partial`` loads the tensors that fit and
+    leaves the others as they are."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch's zip and unpickling errors vary by corruption
@@ -180,8 +213,14 @@ def load_backbone(backbone: torch.nn.Module, path, strict: bool = True) -> dict:
                               "corrupt; export the backbone again")
     if any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    try:
-        backbone.load_state_dict(state, strict=strict)
-    except RuntimeError as exc:
-        raise DataError(path, f"the weights do not fit the backbone: {exc}") from exc
-    return meta
+    report = backbone_key_report(backbone, state)
+    fits = not (report["missing"] or report["unexpected"] or report["shape_mismatch"])
+    if not fits and strict and not allow_partial:
+        raise DataError(path, f"the weights do not fit the {type(backbone).__name__} "
+                              f"backbone:\n{report_text(report)}\n(a checkpoint of another "
+                              "backbone or width? --allow-partial loads what fits)")
+    if not fits:
+        mismatched = {k for k, _, _ in report["shape_mismatch"]}
+        state = {k: v for k, v in state.items() if k not in mismatched}
+    backbone.load_state_dict(state, strict=False)
+    return {**meta, "key_report": report}

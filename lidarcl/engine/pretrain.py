@@ -146,7 +146,7 @@ def build_pretrain_config(config: str, work_dir: str | None = None, resume: bool
     cfg.resume = bool(resume)
     cfg.launcher = launcher
     if "model" not in cfg or "train_dataloader" not in cfg:
-        raise ValueError(f"{config}: a pretraining config needs 'model' and "
+        raise ValueError(f"{config}: a training config needs 'model' and "
                          "'train_dataloader'")
     return cfg
 
@@ -177,7 +177,7 @@ def remove_partial_writes(work_dir) -> list[str]:
     return removed
 
 
-def run_pretraining(cfg: Config, export: bool = True):
+def run_pretraining(cfg: Config, export: bool = True, verb: str = "pretrained"):
     """Train with ``Runner.from_cfg(cfg)``; returns the runner. With ``export`` the rank-0
     process writes ``<work_dir>/backbone.pth`` (weights only) at the end.
 
@@ -235,7 +235,7 @@ def run_pretraining(cfg: Config, export: bool = True):
     if compact and is_main_process():
         where = path if path is not None else runner.work_dir
         progress.terminal_print(
-            f"pretrained {cfg.model.type} to iteration {runner.iter} in "
+            f"{verb} {cfg.model.type} to iteration {runner.iter} in "
             f"{progress.format_duration(time.perf_counter() - start)} -> {where}")
     return runner
 

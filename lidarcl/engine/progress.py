@@ -249,7 +249,10 @@ class TerminalProgressHook(Hook):
         what = f"{name} x {backbone}" if backbone else name
         begin = f" from iteration {runner.iter}" if runner.iter else ""
         log = log_file_of(runner.logger)
-        terminal_print(f"pretraining {what} for {runner.max_iters} iterations{begin} in "
+        # a model names its kind of training (Segmentor: "fine-tuning"); pretrainers don't
+        verb = getattr(getattr(runner.model, "module", runner.model), "progress_verb",
+                       "pretraining")
+        terminal_print(f"{verb} {what} for {runner.max_iters} iterations{begin} in "
                        f"{runner.work_dir}" + (f"; full log: {log}" if log else ""),
                        self._stream())
 

@@ -1,4 +1,5 @@
 """Evaluation: metrics as plain functions over arrays, and the linear-probe protocol."""
 from lidarcl.evaluation.segmentation import confusion_matrix, iou_per_class, mean_iou
+from lidarcl.evaluation.seg_metric import SegMetric
 
 __all__ = ["confusion_matrix", "iou_per_class", "mean_iou"]

@@ -432,7 +432,9 @@ class LoadLidarsegLabels(Transform):
     Args:
         label_mapping: optional lookup from raw label to training label (a sequence
             indexed by raw label, or a dict; raw labels absent from a dict get
-            ``ignore_index``).
+            ``ignore_index``), or ``"dataset"``: the dataset's own map for its index's
+            category numbering (``sample["lidarseg_learning_map"]``, set by
+            ``NuScenesDataset``: the 16 challenge classes 0..15, ignored categories 255).
         ignore_index: see ``label_mapping``.
     """
 
@@ -444,7 +446,11 @@ class LoadLidarsegLabels(Transform):
         self.ignore_index = ignore_index
         self.label_mapping = label_mapping
         self._lut = None
-        if label_mapping is not None:
+        if isinstance(label_mapping, str):
+            if label_mapping != "dataset":
+                raise ValueError(f"label_mapping must be a lookup or 'dataset', got "
+                                 f"{label_mapping!r}")
+        elif label_mapping is not None:
             lut = np.full(self.LABEL_RANGE, ignore_index, dtype=np.int64)
             if isinstance(label_mapping, Mapping):
                 for k, v in label_mapping.items():
@@ -476,7 +482,15 @@ class LoadLidarsegLabels(Transform):
             raise ValueError("LoadLidarsegLabels must come right after LoadPoints (points "
                              "were already filtered or merged with sweeps)")
         labels = labels[valid]
-        sample["pts_semantic_mask"] = (self._lut[labels] if self._lut is not None
+        lut = self._lut
+        if self.label_mapping == "dataset":
+            lut = sample.get("lidarseg_learning_map")
+            if lut is None:
+                raise ValueError("LoadLidarsegLabels(label_mapping='dataset'): the dataset "
+                                 "gives no lidarseg_learning_map (NuScenesDataset does)")
+            lut = np.concatenate([np.asarray(lut, dtype=np.int64), np.full(
+                max(0, 256 - len(lut)), self.ignore_index, dtype=np.int64)])
+        sample["pts_semantic_mask"] = (lut[labels] if lut is not None
                                        else labels.astype(np.int64))
         return sample
 
