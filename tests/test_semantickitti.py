@@ -147,7 +147,10 @@ def test_make_synthetic_semantickitti_then_create_data(tmp_path):
     assert run.returncode == 0, run.stderr
     command = run.stdout.strip().splitlines()[-1].strip()
     assert "--train-sequences 00,01 --val-sequences '02'" in command
-    created = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=REPO)
+    assert command.startswith("python tools/create_data.py semantickitti")
+    # the printed command, run with this interpreter (a bare "python" may be another one)
+    created = subprocess.run(command.replace("python", sys.executable, 1), shell=True,
+                             capture_output=True, text=True, cwd=REPO)
     assert created.returncode == 0, created.stderr
     assert sorted(os.listdir(out)) == ["semantickitti_infos_train.json",
                                        "semantickitti_infos_val.json", "sequences"]
