@@ -14,6 +14,11 @@ nuscenes-devkit numpy path, and the pooling kernels deterministic vs atomic (see
 method x backbone on the real nuScenes frame (``benchmarks/pretrain.py``)
     python tools/benchmark.py pretrain [--threads 2] [--methods ...] [--backbones ...]
         [--deterministic-cost]
+``finetune``: segmentation fine-tuning (seconds per iteration, data share, peak memory) and
+test time per scan (plain, with TTA, temporal voting, ratios to plain) per backbone on the
+real nuScenes frame with generated lidarseg labels (``benchmarks/finetune.py``)
+    python tools/benchmark.py finetune [--threads 2] [--iters 3] [--batch 2]
+        [--backbones minkunet34 ptv3] [--json PATH]
 """
 from __future__ import annotations
 
@@ -60,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--deterministic-cost", action="store_true",
                     help="also time each model step with torch's deterministic algorithms "
                          "(the --deterministic mode) on the same batch, and the ratio")
+    ft = sub.add_parser("finetune", help="segmentation fine-tuning iteration and test time "
+                                         "per scan (plain, TTA, temporal voting)")
+    ft.add_argument("--threads", type=int, default=2)
+    ft.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ft.add_argument("--iters", type=int, default=3)
+    ft.add_argument("--batch", type=int, default=2,
+                    help="cap on the config's fine-tuning batch size (16): the frame "
+                         "repeated, each copy with its own augmentation")
+    ft.add_argument("--backbones", nargs="+", default=["minkunet34", "ptv3"])
+    ft.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
+    ft.add_argument("--json", default=None, help="also write the figures to this file")
     return parser
 
 
@@ -74,6 +90,9 @@ def main(argv=None) -> int:
     if args.command == "pretrain":
         from benchmarks import pretrain
         return pretrain.main(args)
+    if args.command == "finetune":
+        from benchmarks import finetune
+        return finetune.main(args)
     return 2
 
 

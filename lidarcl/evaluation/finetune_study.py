@@ -1,0 +1,207 @@
+"""The fine-tuning study (``tools/finetune_study.py``): what pretraining buys downstream.
+
+One generated dataset (nuScenes layout, with lidarseg) holds the labelled scans; its
+label-fraction splits (``tools/make_splits.py``, scene level, split seed 0) fix which
+training scans keep their labels, the same for every row and seed, and every run validates
+on the same validation scenes. Each row fine-tunes MinkUNet34 (``configs/seg/
+minkunet34_synth_1pct.py``: SGD, head at 100x, CE + Lovasz, 0.2 m voxels) for the same
+number of iterations at every fraction, from random initialisation or from a pretrained
+``backbone.pth``, in the deterministic mode, then scores the last-validated best checkpoint
+on every validation point (``tools/test.py``'s inference).
+
+Seeds: at seed ``k`` a row loads the backbone its checkpoint template names for ``k``
+(``{seed}`` in the path: the pretraining study's seed-``k`` backbone), and the fine-tuning
+runs with ``randomness.seed = k`` (head initialisation, data order, augmentation). The
+spread over seeds is therefore pretraining's and fine-tuning's together. Rows are compared
+as in the pretraining study (:func:`lidarcl.evaluation.study.beyond_spread`): per-seed
+differences against their own spread.
+
+Temporal voting (:mod:`lidarcl.evaluation.temporal_voting`) is measured on the best row
+(largest mean mIoU at the smallest fraction) at every fraction and seed, on the same
+checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+__all__ = ["prepare_finetune_data", "run_finetune_study", "summarize_finetune",
+           "format_finetune_table"]
+
+SEG_CONFIG = "configs/seg/minkunet34_synth_1pct.py"
+
+
+def _read(path: str, default):
+    if not os.path.isfile(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write(path: str, data) -> None:
+    from lidarcl.utils.fileio import atomic_write
+
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=1)
+
+
+def prepare_finetune_data(root: str, scenes: int, keyframes: int, val_scenes: int,
+                          data_seed: int, percents, log=print) -> dict:
+    """Generate the dataset (once; kept when its stamp matches), index it and write its
+    splits. Returns ``{"root", "train_index", "splits": {percent: path}}``."""
+    from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
+    from lidarcl.datasets.splits import make_label_splits
+    from lidarcl.datasets.synthetic import generate_dataset
+
+    settings = dict(scenes=scenes, keyframes=keyframes, val_scenes=val_scenes, seed=data_seed)
+    stamp = os.path.join(root, "finetune_data.json")
+    if _read(stamp, {}).get("settings") != settings:
+        start = time.perf_counter()
+        generate_dataset(root, scenes=scenes, keyframes=keyframes, seed=data_seed,
+                         image_size=(160, 90), sweeps_per_keyframe=0, val_scenes=val_scenes,
+                         overwrite=True)
+        create_nuscenes_infos(root, "v1.0-synthetic", root, max_sweeps=0)
+        _write(stamp, {"settings": settings, "seconds": time.perf_counter() - start})
+        log(f"generated {scenes} scenes x {keyframes} keyframes ({val_scenes} for "
+            f"validation) in {time.perf_counter() - start:.0f} s -> {root}")
+    train_index = os.path.join(root, "nuscenes_infos_train.json")
+    splits = make_label_splits(train_index, [p for p in percents if p < 100], seed=0,
+                               level="scene")
+    return {"root": root, "train_index": train_index, "splits": splits}
+
+
+def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, iters: int,
+             checkpoint: str | None, voxel_size: float) -> dict:
+    from lidarcl.engine import build_pretrain_config, run_pretraining
+    from lidarcl.evaluation.seg_inference import run_segmentation_test
+
+    options = {"train_dataloader.dataset.data_root": data["root"],
+               "val_dataloader.dataset.data_root": data["root"],
+               "train_dataloader.dataset.split_file": data["splits"].get(percent),
+               "train_cfg.max_iters": iters, "train_cfg.val_interval": iters,
+               "default_hooks.checkpoint.interval": iters,
+               "model.backbone.voxel_size": voxel_size}
+    cfg = build_pretrain_config(os.path.join(repo, SEG_CONFIG), work_dir, cfg_options=options)
+    cfg.randomness = dict(seed=seed, deterministic=True)
+    warm_up = min(cfg.param_scheduler[0]["end"], max(1, iters // 5))
+    cfg.param_scheduler[0]["end"] = warm_up
+    cfg.param_scheduler[1].update(begin=warm_up, end=iters)
+    if checkpoint:
+        cfg.model.backbone_checkpoint = checkpoint
+    start = time.perf_counter()
+    run_pretraining(cfg, export=False, verb="trained")
+    train_seconds = time.perf_counter() - start
+    best = sorted(f for f in os.listdir(work_dir) if f.startswith("best_mIoU_"))[-1]
+    best = os.path.join(work_dir, best)
+    result = run_segmentation_test(cfg, best)
+    return {"miou": result["metrics"]["mIoU"], "per_class": result["metrics"],
+            "train_seconds": train_seconds, "checkpoint": best,
+            "test_seconds_per_scan": result["seconds_per_scan"]}
+
+
+def run_finetune_study(repo: str, out: str, rows: dict, percents, seeds, iters: int,
+                       data: dict, voxel_size: float = 0.2, voting: dict | None = None,
+                       log=print) -> dict:
+    """Fine-tune every row (``{name: checkpoint path template or None}``) at every fraction
+    and seed (module doc); finished runs in ``<out>/finetune_study.json`` are kept.
+    Returns the study dict (``runs``, ``voting`` and ``settings``)."""
+    from lidarcl.evaluation.temporal_voting import VOTING_DEFAULTS
+
+    path = os.path.join(out, "finetune_study.json")
+    settings = {"rows": rows, "percents": list(percents), "seeds": list(seeds),
+                "iters": iters, "voxel_size": voxel_size, "config": SEG_CONFIG,
+                "data": {k: v for k, v in data.items() if k != "splits"}}
+    study = _read(path, {"settings": settings, "runs": [], "voting": []})
+    if study["settings"] != settings:
+        raise ValueError(f"{path} holds a study with other settings; use another --out")
+    done = {(r["row"], r["percent"], r["seed"]) for r in study["runs"]}
+    for percent in percents:
+        for name, template in rows.items():
+            for seed in seeds:
+                if (name, percent, seed) in done:
+                    continue
+                checkpoint = template.format(seed=seed) if template else None
+                if checkpoint and not os.path.isfile(checkpoint):
+                    raise FileNotFoundError(f"row {name}, seed {seed}: {checkpoint} not found")
+                log(f"== {name} at {percent:g}% of the labels, seed {seed}")
+                result = _run_one(repo, data, os.path.join(out, f"{percent:g}pct", name,
+                                                           f"seed{seed}"),
+                                  percent, seed, iters, checkpoint, voxel_size)
+                study["runs"].append({"row": name, "percent": percent, "seed": seed,
+                                      **result})
+                _write(path, study)
+                log(f"{name} {percent:g}% seed {seed}: mIoU {result['miou']:.2f} "
+                    f"({result['train_seconds']:.0f} s fine-tuning)")
+    if voting is not None:
+        from mmengine.config import Config
+
+        from lidarcl.evaluation.seg_inference import run_segmentation_test
+
+        summary = summarize_finetune(study)
+        smallest = min(percents)
+        best = max((s for s in summary if s["percent"] == smallest),
+                   key=lambda s: s["miou"][0])["row"]
+        voting = dict(VOTING_DEFAULTS, **voting)
+        finished = {(v["row"], v["percent"], v["seed"]) for v in study["voting"]}
+        for run in study["runs"]:
+            key = (run["row"], run["percent"], run["seed"])
+            if run["row"] != best or key in finished:
+                continue
+            cfg = Config.fromfile(os.path.join(os.path.dirname(run["checkpoint"]),
+                                               os.path.basename(SEG_CONFIG)))
+            result = run_segmentation_test(cfg, run["checkpoint"], voting=voting)
+            study["voting"].append({"row": best, "percent": run["percent"],
+                                    "seed": run["seed"], "voting": voting,
+                                    "miou": result["metrics"]["mIoU"],
+                                    "miou_without": run["miou"]})
+            _write(path, study)
+            log(f"{best} {run['percent']:g}% seed {run['seed']}: temporal voting "
+                f"{result['metrics']['mIoU']:.2f} (without {run['miou']:.2f})")
+    return study
+
+
+def summarize_finetune(study: dict) -> list[dict]:
+    """Per (row, fraction): mean and sample std of the mIoU over the seeds, the per-seed
+    values, and the gain over the ``random`` row of the same seed (mean, std)."""
+    from lidarcl.evaluation.study import _mean_std
+
+    by_key: dict = {}
+    for run in study["runs"]:
+        by_key.setdefault((run["row"], run["percent"]), {})[str(run["seed"])] = run["miou"]
+    summary = []
+    for (row, percent), per_seed in by_key.items():
+        random = by_key.get(("random", percent), {})
+        gains = [per_seed[s] - random[s] for s in per_seed if s in random]
+        summary.append({"row": row, "percent": percent, "per_seed_miou": per_seed,
+                        "miou": _mean_std(list(per_seed.values())),
+                        "gain": _mean_std(gains) if gains and row != "random" else None})
+    return summary
+
+
+def format_finetune_table(study: dict) -> str:
+    """Markdown: one line per row, mIoU (mean +- std over seeds) and gain per fraction,
+    and the rows it is above beyond the spread (per fraction)."""
+    from lidarcl.evaluation.study import beyond_spread
+
+    summary = summarize_finetune(study)
+    percents = sorted({s["percent"] for s in summary})
+    rows = list(dict.fromkeys(s["row"] for s in summary))
+    cell = {(s["row"], s["percent"]): s for s in summary}
+    head = ["row"] + [f"{p:g}% {what}" for p in percents
+                      for what in ("mIoU", "gain over random", "above, beyond the spread")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        parts = [row]
+        for p in percents:
+            s = cell.get((row, p))
+            if s is None:
+                parts += ["-", "-", "-"]
+                continue
+            above = [o["row"] for o in summary if o["percent"] == p and o is not s
+                     and o["miou"][0] < s["miou"][0] and beyond_spread(s, o)]
+            gain = "-" if s["gain"] is None else f"{s['gain'][0]:+.2f} +- {s['gain'][1]:.2f}"
+            parts += [f"{s['miou'][0]:.2f} +- {s['miou'][1]:.2f}", gain,
+                      ", ".join(above) or "-"]
+        lines.append("| " + " | ".join(parts) + " |")
+    return "\n".join(lines)
