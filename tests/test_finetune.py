@@ -56,6 +56,23 @@ def test_loss_is_ce_plus_lovasz_over_labelled_points():
         segmentor(loss_weights=dict(focal=1.0))
 
 
+@pytest.mark.parametrize("backbone", ["MinkUNet18", "MinkUNet34", "PointTransformerV3"])
+def test_two_training_steps_on_each_segmentation_backbone(backbone):
+    from mmengine.optim import OptimWrapper
+
+    model = segmentor(backbone)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    head_before = model.head.weight.detach().clone()
+    for seed in (0, 1):
+        losses = model.train_step(batch(seed=seed), optim)
+        assert set(losses) == {"loss", "loss_ce", "loss_lovasz"}  # mmengine adds the sum
+        assert all(torch.isfinite(v) for v in losses.values())
+    assert not torch.equal(model.head.weight, head_before)
+    predictions = model.eval()(mode="predict", **batch())
+    assert [len(p.labels) for p in predictions] == [300, 200]
+    assert all((p.labels >= 0).all() for p in predictions)  # unbounded grids: all predicted
+
+
 def test_tta_matrices_are_the_symmetries_of_the_square_and_average_the_runs():
     from lidarcl.models.segmentors import tta_matrices
 
