@@ -3,7 +3,7 @@
 and 10 % of a generated dataset's labels from random initialisation and from pretrained
 backbones, over seeds, with temporal voting on the best row; resumable.
 
-    python tools/finetune_study.py --out outputs/finetune_study --seeds 0 1 2 \
+    python tools/finetune_study.py --out outputs/finetune_study --seeds 0 1 2 --iters 30 \
         --row prc=outputs/study/seed{seed}/prc_minkunet34/backbone.pth \
         --row pointcontrast=outputs/study/seed{seed}/pointcontrast_minkunet34/backbone.pth
 
@@ -31,7 +31,8 @@ def main(argv=None) -> int:
                    help="a pretrained row; {seed} in the path is the seed (repeatable)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--percents", type=float, nargs="+", default=[1, 10])
-    p.add_argument("--iters", type=int, default=150)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--voxel-size", type=float, default=0.2)
     p.add_argument("--scenes", type=int, default=60)
     p.add_argument("--val-scenes", type=int, default=10)
@@ -62,7 +63,8 @@ def main(argv=None) -> int:
                                  args.val_scenes, args.data_seed, args.percents)
     study = run_finetune_study(REPO, args.out, rows, args.percents, args.seeds, args.iters,
                                data, args.voxel_size,
-                               voting=None if args.no_voting else {})
+                               voting=None if args.no_voting else {},
+                               batch_size=args.batch_size)
     table = format_finetune_table(study)
     with atomic_write(os.path.join(args.out, "finetune_table.md"), "w") as f:
         f.write(table + "\n")

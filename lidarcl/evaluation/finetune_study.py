@@ -5,9 +5,10 @@ label-fraction splits (``tools/make_splits.py``, scene level, split seed 0) fix 
 training scans keep their labels, the same for every row and seed, and every run validates
 on the same validation scenes. Each row fine-tunes MinkUNet34 (``configs/seg/
 minkunet34_synth_1pct.py``: SGD, head at 100x, CE + Lovasz, 0.2 m voxels) for the same
-number of iterations at every fraction, from random initialisation or from a pretrained
-``backbone.pth``, in the deterministic mode, then scores the last-validated best checkpoint
-on every validation point (``tools/test.py``'s inference).
+number of iterations and batch size at every fraction, from random initialisation or from a
+pretrained ``backbone.pth``, in the deterministic mode, then scores its last checkpoint on
+every validation point (``tools/test.py``'s inference; no validation inside the run, so no
+checkpoint is picked on the scans the table reports).
 
 Seeds: at seed ``k`` a row loads the backbone its checkpoint template names for ``k``
 (``{seed}`` in the path: the pretraining study's seed-``k`` backbone), and the fine-tuning
@@ -72,15 +73,19 @@ def prepare_finetune_data(root: str, scenes: int, keyframes: int, val_scenes: in
 
 
 def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, iters: int,
-             checkpoint: str | None, voxel_size: float) -> dict:
+             checkpoint: str | None, voxel_size: float, batch_size: int) -> dict:
     from lidarcl.engine import build_pretrain_config, run_pretraining
     from lidarcl.evaluation.seg_inference import run_segmentation_test
 
+    # no validation inside the run: the one evaluation is on the last checkpoint, so no
+    # checkpoint is chosen on the validation scans the table reports
     options = {"train_dataloader.dataset.data_root": data["root"],
                "val_dataloader.dataset.data_root": data["root"],
                "train_dataloader.dataset.split_file": data["splits"].get(percent),
-               "train_cfg.max_iters": iters, "train_cfg.val_interval": iters,
+               "train_dataloader.batch_size": batch_size,
+               "train_cfg.max_iters": iters, "train_cfg.val_interval": iters + 1,
                "default_hooks.checkpoint.interval": iters,
+               "default_hooks.checkpoint.save_best": None,
                "model.backbone.voxel_size": voxel_size}
     cfg = build_pretrain_config(os.path.join(repo, SEG_CONFIG), work_dir, cfg_options=options)
     cfg.randomness = dict(seed=seed, deterministic=True)
@@ -92,17 +97,16 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
     start = time.perf_counter()
     run_pretraining(cfg, export=False, verb="trained")
     train_seconds = time.perf_counter() - start
-    best = sorted(f for f in os.listdir(work_dir) if f.startswith("best_mIoU_"))[-1]
-    best = os.path.join(work_dir, best)
-    result = run_segmentation_test(cfg, best)
+    last = os.path.join(work_dir, f"iter_{iters}.pth")
+    result = run_segmentation_test(cfg, last)
     return {"miou": result["metrics"]["mIoU"], "per_class": result["metrics"],
-            "train_seconds": train_seconds, "checkpoint": best,
+            "train_seconds": train_seconds, "checkpoint": last,
             "test_seconds_per_scan": result["seconds_per_scan"]}
 
 
 def run_finetune_study(repo: str, out: str, rows: dict, percents, seeds, iters: int,
                        data: dict, voxel_size: float = 0.2, voting: dict | None = None,
-                       log=print) -> dict:
+                       batch_size: int = 2, log=print) -> dict:
     """Fine-tune every row (``{name: checkpoint path template or None}``) at every fraction
     and seed (module doc); finished runs in ``<out>/finetune_study.json`` are kept.
     Returns the study dict (``runs``, ``voting`` and ``settings``)."""
@@ -110,7 +114,8 @@ def run_finetune_study(repo: str, out: str, rows: dict, percents, seeds, iters: 
 
     path = os.path.join(out, "finetune_study.json")
     settings = {"rows": rows, "percents": list(percents), "seeds": list(seeds),
-                "iters": iters, "voxel_size": voxel_size, "config": SEG_CONFIG,
+                "iters": iters, "batch_size": batch_size, "voxel_size": voxel_size,
+                "config": SEG_CONFIG,
                 "data": {k: v for k, v in data.items() if k != "splits"}}
     study = _read(path, {"settings": settings, "runs": [], "voting": []})
     if study["settings"] != settings:
@@ -127,7 +132,8 @@ def run_finetune_study(repo: str, out: str, rows: dict, percents, seeds, iters: 
                 log(f"== {name} at {percent:g}% of the labels, seed {seed}")
                 result = _run_one(repo, data, os.path.join(out, f"{percent:g}pct", name,
                                                            f"seed{seed}"),
-                                  percent, seed, iters, checkpoint, voxel_size)
+                                  percent, seed, iters, checkpoint, voxel_size,
+                                  batch_size)
                 study["runs"].append({"row": name, "percent": percent, "seed": seed,
                                       **result})
                 _write(path, study)
