@@ -30,7 +30,8 @@ from lidarcl.utils.fileio import atomic_write_bytes
 
 __all__ = ["AtomicLocalBackend", "install_atomic_checkpoints", "export_backbone",
            "load_backbone", "atomic_torch_save", "find_resume_checkpoint",
-           "checkpoint_problem", "weights_digest", "backbone_key_report", "report_text"]
+           "checkpoint_problem", "weights_digest", "backbone_key_report", "report_text",
+           "read_state_dict"]
 
 _NUMBERED = re.compile(r"(?:iter|epoch)_(\d+)\.pth")
 
@@ -187,15 +188,10 @@ def report_text(report: dict, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
-def load_backbone(backbone: torch.nn.Module, path, strict: bool = True,
-                  allow_partial: bool = False) -> dict:
-    """Load a backbone exported by :func:`export_backbone`, or the ``backbone.*`` weights of
-    a full mmengine checkpoint; returns the meta dict, with ``meta["key_report"]``
-    (:func:`backbone_key_report`). Raises :class:`DataError` naming the file when it cannot
-    be read, holds no state dict or fails its ``weights_sha256``, and, with ``strict``,
-    when it does not fit the backbone exactly: the message lists every missing and
-    unexpected key and shape mismatch. ``allow_partial`` loads the tensors that fit and
-    leaves the others as they are."""
+def read_state_dict(path) -> tuple[dict, dict]:
+    """``(state_dict, meta)`` of a checkpoint read with ``weights_only=True`` (a bare state
+    dict, or mmengine's / :func:`export_backbone`'s ``{"state_dict", "meta"}``); DataError
+    naming the file when it cannot be read or holds no named tensors."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch's zip and unpickling errors vary by corruption
@@ -206,7 +202,19 @@ def load_backbone(backbone: torch.nn.Module, path, strict: bool = True,
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise DataError(path, "no state_dict of named tensors in the checkpoint")
     meta = data.get("meta", {}) if isinstance(data, dict) else {}
-    meta = meta if isinstance(meta, dict) else {}
+    return state, meta if isinstance(meta, dict) else {}
+
+
+def load_backbone(backbone: torch.nn.Module, path, strict: bool = True,
+                  allow_partial: bool = False) -> dict:
+    """Load a backbone exported by :func:`export_backbone`, or the ``backbone.*`` weights of
+    a full mmengine checkpoint; returns the meta dict, with ``meta["key_report"]``
+    (:func:`backbone_key_report`). Raises :class:`DataError` naming the file when it cannot
+    be read, holds no state dict or fails its ``weights_sha256``, and, with ``strict``,
+    when it does not fit the backbone exactly: the message lists every missing and
+    unexpected key and shape mismatch. ``allow_partial`` loads the tensors that fit and
+    leaves the others as they are."""
+    state, meta = read_state_dict(path)
     expected = meta.get("weights_sha256")
     if expected is not None and expected != weights_digest(state):
         raise DataError(path, "the weights do not match their weights_sha256: the file is "

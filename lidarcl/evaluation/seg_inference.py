@@ -29,24 +29,17 @@ __all__ = ["load_model_checkpoint", "run_segmentation_test", "fill_unpredicted"]
 def load_model_checkpoint(model: torch.nn.Module, path: str) -> dict:
     """Load a training checkpoint (mmengine's ``{"state_dict", "meta", ...}``) strictly;
     DataError naming the file and listing the keys that do not fit."""
-    from lidarcl.engine.checkpoint import backbone_key_report, report_text
+    from lidarcl.engine.checkpoint import backbone_key_report, read_state_dict, report_text
 
     if not os.path.isfile(path):
         raise DataError(path, "checkpoint not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's zip and unpickling errors vary by corruption
-        raise DataError(path, f"cannot read a checkpoint ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})") from exc
-    state = data.get("state_dict", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict):
-        raise DataError(path, "no state_dict in the checkpoint")
+    state, meta = read_state_dict(path)
     report = backbone_key_report(model, state)
     if report["missing"] or report["unexpected"] or report["shape_mismatch"]:
         raise DataError(path, f"the checkpoint does not fit the config's model:\n"
                               f"{report_text(report)}")
     model.load_state_dict(state)
-    return data.get("meta", {}) if isinstance(data, dict) else {}
+    return meta
 
 
 def fill_unpredicted(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
