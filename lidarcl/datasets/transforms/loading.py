@@ -446,6 +446,7 @@ class LoadLidarsegLabels(Transform):
         self.ignore_index = ignore_index
         self.label_mapping = label_mapping
         self._lut = None
+        self._dataset_lut = None
         if isinstance(label_mapping, str):
             if label_mapping != "dataset":
                 raise ValueError(f"label_mapping must be a lookup or 'dataset', got "
@@ -488,8 +489,12 @@ class LoadLidarsegLabels(Transform):
             if lut is None:
                 raise ValueError("LoadLidarsegLabels(label_mapping='dataset'): the dataset "
                                  "gives no lidarseg_learning_map (NuScenesDataset does)")
-            lut = np.concatenate([np.asarray(lut, dtype=np.int64), np.full(
-                max(0, 256 - len(lut)), self.ignore_index, dtype=np.int64)])
+            if self._dataset_lut is None or self._dataset_lut[0] is not lut:
+                # padded once per dataset map, not once per sample in the workers
+                self._dataset_lut = (lut, np.concatenate([np.asarray(lut, dtype=np.int64),
+                                     np.full(max(0, 256 - len(lut)), self.ignore_index,
+                                             dtype=np.int64)]))
+            lut = self._dataset_lut[1]
         sample["pts_semantic_mask"] = (lut[labels] if lut is not None
                                        else labels.astype(np.int64))
         return sample

@@ -154,12 +154,9 @@ class Segmentor(BaseModel):
         if self.loss_weights["lovasz"]:
             losses["loss_lovasz"] = self.loss_weights["lovasz"] * lovasz_softmax(
                 logits.softmax(1), target)
-        bad = {k: float(v.detach()) for k, v in losses.items() if not torch.isfinite(v)}
-        if bad:
-            from lidarcl.models.pretrainers.base import NonFiniteLossError
+        from lidarcl.models.pretrainers.base import Pretrainer
 
-            tokens = [m.get("token") for m in batch.get("meta", [])]
-            raise NonFiniteLossError(f"non-finite segmentation loss {bad} on samples {tokens}")
+        Pretrainer.check_finite(losses, batch)  # names the iteration and the samples
         return losses
 
     @torch.no_grad()
