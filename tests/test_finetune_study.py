@@ -36,3 +36,27 @@ def test_table_marks_rows_above_beyond_the_spread():
     assert cells["slidr"][3] == "random"
     assert cells["slidr"][4:] == ["-", "-", "- |"]  # slidr has no 10 % runs
     assert cells["prc"][1] == "16.00 +- 1.73" and cells["prc"][2] == "+5.00 +- 1.00"
+
+
+def test_scored_checkpoints_keep_the_model_weights_only(tmp_path):
+    import torch
+
+    from lidarcl.engine.checkpoint import read_state_dict
+    from lidarcl.evaluation.finetune_study import _keep_weights_only
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(4, 3)).sum().backward()
+    optimizer.step()
+    path = tmp_path / "iter_30.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {"iter": 30, "seed": 1},
+                "optimizer": optimizer.state_dict(),
+                "message_hub": {"log_scalars": {}}}, path)
+    _keep_weights_only(str(path))
+    kept = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(kept) == {"state_dict", "meta"}
+    assert kept["meta"] == {"iter": 30, "seed": 1}
+    state, _ = read_state_dict(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value)
+    assert [p.name for p in tmp_path.iterdir()] == ["iter_30.pth"]  # no temporary left

@@ -19,7 +19,9 @@ differences against their own spread.
 
 Temporal voting (:mod:`lidarcl.evaluation.temporal_voting`) is measured on the best row
 (largest mean mIoU at the smallest fraction) at every fraction and seed, on the same
-checkpoints.
+checkpoints. Once scored, a run's checkpoint keeps the model weights only (``state_dict`` and
+``meta``, rewritten atomically): SGD's momentum buffers would double the study's disk use
+(36 MinkUNet34 runs: 5.2 GB instead of 10.4 GB) and are never read again.
 """
 from __future__ import annotations
 
@@ -99,9 +101,18 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
     train_seconds = time.perf_counter() - start
     last = os.path.join(work_dir, f"iter_{iters}.pth")
     result = run_segmentation_test(cfg, last)
+    _keep_weights_only(last)
     return {"miou": result["metrics"]["mIoU"], "per_class": result["metrics"],
             "train_seconds": train_seconds, "checkpoint": last,
             "test_seconds_per_scan": result["seconds_per_scan"]}
+
+
+def _keep_weights_only(path: str) -> None:
+    """Rewrite an mmengine checkpoint as ``{"state_dict", "meta"}`` (module doc)."""
+    from lidarcl.engine.checkpoint import atomic_torch_save, read_state_dict
+
+    state, meta = read_state_dict(path)
+    atomic_torch_save({"state_dict": state, "meta": meta}, path)
 
 
 def run_finetune_study(repo: str, out: str, rows: dict, percents, seeds, iters: int,
