@@ -24,6 +24,8 @@ import logging
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def _superpixels(args, written: list[str]) -> list[str]:
     if args.superpixels == "none":

@@ -14,7 +14,10 @@ one sequence per scene, train scenes first), then prints the create_data command
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:

@@ -6,7 +6,10 @@ label) with the boxes, and every camera image with the projected points coloured
         --data-root data/synthetic --index 0 --color label --out outputs/vis
 """
 import argparse
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lidarcl.errors import DataError
 from lidarcl.visualization import save_dataset_views
