@@ -60,3 +60,11 @@ def test_scored_checkpoints_keep_the_model_weights_only(tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(state[key], value)
     assert [p.name for p in tmp_path.iterdir()] == ["iter_30.pth"]  # no temporary left
+
+
+def test_the_study_scales_slidrs_rate_linearly_with_the_batch():
+    from lidarcl.evaluation.finetune_study import scaled_lr
+
+    assert scaled_lr(16) == pytest.approx(0.02)      # SLidR's rate at its batch of 16
+    assert scaled_lr(2) == pytest.approx(0.0025)
+    assert scaled_lr(4) == pytest.approx(0.005)

@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     p.add_argument("--percents", type=float, nargs="+", default=[1, 10])
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=None,
+                   help="backbone learning rate, the head's is 100x (default: SLidR's 0.02 "
+                        "at batch 16 scaled linearly to --batch-size, 0.0025 at 2)")
     p.add_argument("--voxel-size", type=float, default=0.2)
     p.add_argument("--scenes", type=int, default=60)
     p.add_argument("--val-scenes", type=int, default=10)
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
     study = run_finetune_study(REPO, args.out, rows, args.percents, args.seeds, args.iters,
                                data, args.voxel_size,
                                voting=None if args.no_voting else {},
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, lr=args.lr)
     table = format_finetune_table(study)
     with atomic_write(os.path.join(args.out, "finetune_table.md"), "w") as f:
         f.write(table + "\n")

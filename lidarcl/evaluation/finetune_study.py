@@ -30,9 +30,10 @@ import os
 import time
 
 __all__ = ["prepare_finetune_data", "run_finetune_study", "summarize_finetune",
-           "format_finetune_table"]
+           "format_finetune_table", "scaled_lr"]
 
 SEG_CONFIG = "configs/seg/minkunet34_synth_1pct.py"
+SLIDR_LR, SLIDR_BATCH = 0.02, 16
 
 
 def _read(path: str, default):
@@ -75,7 +76,8 @@ def prepare_finetune_data(root: str, scenes: int, keyframes: int, val_scenes: in
 
 
 def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, iters: int,
-             checkpoint: str | None, voxel_size: float, batch_size: int) -> dict:
+             checkpoint: str | None, voxel_size: float, batch_size: int,
+             lr: float) -> dict:
     from lidarcl.engine import build_pretrain_config, run_pretraining
     from lidarcl.evaluation.seg_inference import run_segmentation_test
 
@@ -85,6 +87,7 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
                "val_dataloader.dataset.data_root": data["root"],
                "train_dataloader.dataset.split_file": data["splits"].get(percent),
                "train_dataloader.batch_size": batch_size,
+               "optim_wrapper.optimizer.lr": lr,
                "train_cfg.max_iters": iters, "train_cfg.val_interval": iters + 1,
                "default_hooks.checkpoint.interval": iters,
                "default_hooks.checkpoint.save_best": None,
@@ -107,6 +110,14 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
             "test_seconds_per_scan": result["seconds_per_scan"]}
 
 
+def scaled_lr(batch_size: int) -> float:
+    """SLidR's fine-tuning rate (backbone 0.02, head 2.0 at batches of 16 scans) scaled
+    linearly to ``batch_size`` (Goyal et al. 2017, arXiv 1706.02677). Unscaled at batch 2,
+    every run of a first study here (30 iterations) jumped from a loss of about 2.5 to
+    20-200 when the warm-up ended, and some ended above 20 (README)."""
+    return SLIDR_LR * batch_size / SLIDR_BATCH
+
+
 def _keep_weights_only(path: str) -> None:
     """Rewrite an mmengine checkpoint as ``{"state_dict", "meta"}`` (module doc)."""
     from lidarcl.engine.checkpoint import atomic_torch_save, read_state_dict
@@ -117,15 +128,18 @@ def _keep_weights_only(path: str) -> None:
 
 def run_finetune_study(repo: str, out: str, rows: dict, percents, seeds, iters: int,
                        data: dict, voxel_size: float = 0.2, voting: dict | None = None,
-                       batch_size: int = 2, log=print) -> dict:
+                       batch_size: int = 2, lr: float | None = None, log=print) -> dict:
     """Fine-tune every row (``{name: checkpoint path template or None}``) at every fraction
     and seed (module doc); finished runs in ``<out>/finetune_study.json`` are kept.
-    Returns the study dict (``runs``, ``voting`` and ``settings``)."""
+    ``lr`` is the backbone's learning rate (the head's is 100x, the config's ``lr_mult``);
+    by default SLidR's 0.02 at batch 16 scaled linearly to ``batch_size``
+    (:func:`scaled_lr`). Returns the study dict (``runs``, ``voting`` and ``settings``)."""
     from lidarcl.evaluation.temporal_voting import VOTING_DEFAULTS
 
     path = os.path.join(out, "finetune_study.json")
+    lr = scaled_lr(batch_size) if lr is None else lr
     settings = {"rows": rows, "percents": list(percents), "seeds": list(seeds),
-                "iters": iters, "batch_size": batch_size, "voxel_size": voxel_size,
+                "iters": iters, "batch_size": batch_size, "lr": lr, "voxel_size": voxel_size,
                 "config": SEG_CONFIG,
                 "data": {k: v for k, v in data.items() if k != "splits"}}
     study = _read(path, {"settings": settings, "runs": [], "voting": []})
@@ -144,7 +158,7 @@ def run_finetune_study(repo: str, out: str, rows: dict, percents, seeds, iters: 
                 result = _run_one(repo, data, os.path.join(out, f"{percent:g}pct", name,
                                                            f"seed{seed}"),
                                   percent, seed, iters, checkpoint, voxel_size,
-                                  batch_size)
+                                  batch_size, lr)
                 study["runs"].append({"row": name, "percent": percent, "seed": seed,
                                       **result})
                 _write(path, study)
