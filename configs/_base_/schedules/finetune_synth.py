@@ -3,7 +3,7 @@
 # iterations instead of epochs: linear warm-up, cosine decay, validation at the end, best
 # checkpoint kept. SLidR's rate (0.02, head 2.0) is for batches of 16 scans: here it is
 # scaled linearly to the synth configs' batch of 4 (0.005, head 0.5); unscaled at batch 2,
-# every run of the first fine-tuning study jumped from a loss of 2.5 to 20-200.
+# every run of the first fine-tuning study jumped from a loss of 2.5 to 20-880.
 _base_ = ["../default_runtime.py"]
 max_iters = 300
 optim_wrapper = dict(

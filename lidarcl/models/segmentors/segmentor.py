@@ -32,6 +32,7 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from lidarcl.models.losses.lovasz import lovasz_softmax
+from lidarcl.models.pretrainers.base import Pretrainer
 from lidarcl.registry import MODELS
 
 __all__ = ["Segmentor", "SegPrediction", "tta_matrices", "DEFAULT_TTA"]
@@ -154,8 +155,6 @@ class Segmentor(BaseModel):
         if self.loss_weights["lovasz"]:
             losses["loss_lovasz"] = self.loss_weights["lovasz"] * lovasz_softmax(
                 logits.softmax(1), target)
-        from lidarcl.models.pretrainers.base import Pretrainer
-
         Pretrainer.check_finite(losses, batch)  # names the iteration and the samples
         return losses
 
