@@ -36,6 +36,12 @@ by six 1600x900 cameras 60 degrees apart, with 90-pixel grid superpixels (int16)
 spconv, open3d or mmengine). ``--size tiny`` shrinks it (3,000 points, 160x90 cameras,
 8 channels, 2 sweeps) for a smoke run.
 
+Rotated-box ops (``box ops`` table), kernel against the pure-PyTorch reference: BEV and 3D
+IoU of 500 x 500 boxes; rotated BEV NMS of 1,000 jittered candidates at IoU 0.2 (the
+pre-NMS size of CenterPoint's nuScenes heads); points in boxes of the scan against the
+frame's 69 annotation boxes (real workload; 60 random boxes otherwise), with
+``lidarcl.structures.boxes.points_in_boxes`` (numpy) as a third column.
+
 Pooling modes (every device): mean / sum / max ``region_pool`` of the pixel rows,
 ``project_pool`` and ``voxelize`` at 0.1 m, each with the default deterministic kernels
 against the float-atomic ones that :func:`lidarcl.ops.atomic_pooling` opts in to on CUDA
@@ -415,6 +421,65 @@ def print_table(name: str, info: dict, results, device: str) -> None:
             print(f"| {op} | {threads} | {k * 1e3:.2f} | {r * 1e3:.2f} | {d} | {r / k:.1f}x |")
 
 
+def box_ops(points_np: np.ndarray, boxes_np: np.ndarray | None, threads: list[int], device: str,
+            size: str) -> dict:
+    """Kernel / reference / numpy timings of the rotated-box ops (module doc)."""
+    import lidarcl.ops as ops
+    from lidarcl.structures.boxes import points_in_boxes
+
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    n_iou, n_nms = (100, 200) if size == "tiny" else (500, 1000)
+
+    def random_boxes(n, spread):
+        centre = (torch.rand(n, 3, generator=gen, dtype=torch.float64) * 2 - 1) * spread
+        dims = torch.rand(n, 3, generator=gen, dtype=torch.float64) * 4 + 0.5
+        yaw = (torch.rand(n, 1, generator=gen, dtype=torch.float64) * 2 - 1) * np.pi
+        return torch.cat([centre, dims, yaw], 1).float()
+
+    iou_a, iou_b = random_boxes(n_iou, 30).to(dev), random_boxes(n_iou, 30).to(dev)
+    centres = random_boxes(n_nms // 10, 50)
+    cand = centres.repeat_interleave(10, 0)
+    cand[:, :2] += torch.randn(len(cand), 2, generator=gen) * 0.5
+    cand, scores = cand.to(dev), torch.rand(len(cand), generator=gen).to(dev)
+    pts = torch.from_numpy(points_np).to(dev)
+    boxes = (torch.from_numpy(boxes_np).float() if boxes_np is not None
+             else random_boxes(60, 40)).to(dev)
+    rows = {
+        f"BEV IoU {n_iou}x{n_iou}": (lambda: ops.box_iou_bev(iou_a, iou_b),
+                                     lambda: ops.box_iou_reference(iou_a, iou_b, "bev"), None),
+        f"3D IoU {n_iou}x{n_iou}": (lambda: ops.box_iou_3d(iou_a, iou_b),
+                                    lambda: ops.box_iou_reference(iou_a, iou_b, "3d"), None),
+        f"NMS {len(cand)} boxes": (lambda: ops.nms_bev(cand, scores, 0.2),
+                                   lambda: ops.nms_bev_reference(cand, scores, 0.2), None),
+        f"points in {len(boxes)} boxes": (
+            lambda: ops.points_in_boxes_all(pts, boxes),
+            lambda: ops.points_in_boxes_reference(pts, boxes),
+            (lambda: points_in_boxes(points_np, boxes_np if boxes_np is not None
+                                     else boxes.cpu().double().numpy()))
+            if device == "cpu" else None),
+    }
+    print(f"\n## box ops: {len(pts):,} points ({device})")
+    print("| op | threads | kernel ms | reference ms | numpy ms | reference / kernel |")
+    print("|---|---|---|---|---|---|")
+    out = {}
+    previous = torch.get_num_threads()
+    try:
+        for t in threads if device == "cpu" else [previous]:
+            torch.set_num_threads(t)
+            for op, (kernel, reference, numpy_fn) in rows.items():
+                k = timed(kernel, device)
+                r = timed(reference, device, min_repeats=1, max_repeats=5)
+                n = timed(numpy_fn, device, min_repeats=1, max_repeats=5) if numpy_fn else None
+                ns = f"{n * 1e3:.1f}" if n is not None else ""
+                print(f"| {op} | {t} | {k * 1e3:.3f} | {r * 1e3:.1f} | {ns} | {r / k:.0f}x |")
+                out[f"{op} @ {t} threads"] = {"kernel": 1e3 * k, "reference": 1e3 * r,
+                                              "numpy": None if n is None else 1e3 * n}
+    finally:
+        torch.set_num_threads(previous)
+    return out
+
+
 def main(args) -> int:
     import tempfile
 
@@ -436,6 +501,7 @@ def main(args) -> int:
         workload = "real" if (data_root / "frame.json").is_file() else "synthetic"
     sweeps = args.sweeps
     chains = None
+    frame_boxes = None
     if workload == "real":
         if not (data_root / "frame.json").is_file():
             print(f"real nuScenes frame not found at {data_root} (--workload synthetic needs "
@@ -443,6 +509,8 @@ def main(args) -> int:
             return 1
         with tempfile.TemporaryDirectory() as tmp:
             points, lidar2img, image_hw, images, chains = load_real_frame(data_root, Path(tmp))
+        frame_boxes = np.array([b["box_lidar"][:7] for b in json.loads(
+            (data_root / "frame.json").read_text())["boxes"]], dtype=np.float64)
         t0 = time.perf_counter()
         superpixels = superpixel_maps(images)
         print(f"SLIC superpixels of the 6 images: {time.perf_counter() - t0:.1f} s "
@@ -480,6 +548,7 @@ def main(args) -> int:
             "ops_ms": {f"{op} @ {t} threads": {"kernel": 1e3 * k, "reference": 1e3 * r}
                        for t, times, _ in results for op, (k, r) in times.items()},
             "pooling_modes": info["pooling modes"]}
+    report["box_ops"] = box_ops(points, frame_boxes, args.threads, device, size)
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(report, indent=1))
     identical = all(row["deterministic_repeat_identical"]

@@ -288,6 +288,33 @@ at::Tensor serialize(const at::Tensor& coords, const at::Tensor& batch_index, in
   LIDARCL_DISPATCH(serialize, coords, coords, batch_index, order, depth);
 }
 
+void check_boxes(const at::Tensor& boxes, const char* name, const at::Tensor& like) {
+  check_float(boxes, name);
+  check(boxes, name, like);
+  check_dtype(boxes, name, like.scalar_type());
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) >= 7, name, " must have shape (N, >=7)");
+}
+
+at::Tensor box_iou(const at::Tensor& boxes_a, const at::Tensor& boxes_b, int64_t mode) {
+  check_boxes(boxes_a, "boxes_a", boxes_a);
+  check_boxes(boxes_b, "boxes_b", boxes_a);
+  TORCH_CHECK(mode == 0 || mode == 1, "mode must be 0 (BEV) or 1 (3D)");
+  LIDARCL_DISPATCH(box_iou, boxes_a, boxes_a, boxes_b, mode);
+}
+
+at::Tensor nms_bev(const at::Tensor& boxes, double iou_threshold) {
+  check_boxes(boxes, "boxes", boxes);
+  LIDARCL_DISPATCH(nms_bev, boxes, boxes, iou_threshold);
+}
+
+at::Tensor points_in_boxes(const at::Tensor& points, const at::Tensor& boxes, bool all) {
+  check_float(points, "points");
+  check(points, "points", points);
+  TORCH_CHECK(points.dim() == 2 && points.size(1) >= 3, "points must have shape (N, >=3)");
+  check_boxes(boxes, "boxes", points);
+  LIDARCL_DISPATCH(points_in_boxes, points, points, boxes, all);
+}
+
 bool with_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -300,7 +327,7 @@ bool with_cuda() {
 }  // namespace lidarcl
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "lidarcl point-pixel correspondence kernels (see csrc/ops.h)";
+  m.doc() = "lidarcl point-pixel correspondence and rotated-box kernels (see csrc/ops.h)";
   m.def("with_cuda", &lidarcl::with_cuda, "whether the CUDA kernels were compiled in");
   m.def("get_num_threads", &at::get_num_threads, "ATen intra-op threads seen by the kernels");
   m.def("project_points", &lidarcl::project_points);
@@ -317,4 +344,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("num_superpixels"), py::arg("features"), py::arg("min_depth"),
         py::arg("margin"), py::arg("atomic") = false);
   m.def("serialize", &lidarcl::serialize);
+  m.def("box_iou", &lidarcl::box_iou);
+  m.def("nms_bev", &lidarcl::nms_bev);
+  m.def("points_in_boxes", &lidarcl::points_in_boxes);
 }

@@ -114,6 +114,22 @@ std::vector<at::Tensor> project_pool_cpu(const at::Tensor& points, const at::Ten
 at::Tensor serialize_cpu(const at::Tensor& coords, const at::Tensor& batch_index, int64_t order,
                          int64_t depth);
 
+// ---------------------------------------------------------------- rotated boxes
+// Boxes (N, D) float32|float64, D >= 7, columns [x, y, z, l, w, h, yaw] first (lidarcl's
+// LiDAR-frame convention: gravity centre, l along the heading, yaw counter-clockwise from
+// +x), l, w, h >= 0 and finite values (the Python API checks). Geometry in box_geometry.h,
+// computed in double on both devices.
+// box_iou: (N, M) IoU in the boxes' dtype; mode 0 = BEV (rotated rectangle areas), 1 = 3D
+// (BEV intersection x vertical overlap over volumes). A zero union gives 0.
+at::Tensor box_iou_cpu(const at::Tensor& boxes_a, const at::Tensor& boxes_b, int64_t mode);
+// nms_bev: boxes already sorted by decreasing score. Greedy: box i is kept unless a kept
+// box k < i has BEV IoU(k, i) > iou_threshold. Returns the kept rows (K,) int64, ascending.
+at::Tensor nms_bev_cpu(const at::Tensor& boxes, double iou_threshold);
+// points_in_boxes: points (N, P >= 3) in the boxes' dtype. Inside = faces included, tested
+// in the box frame (box_geometry.h: point_in_box). all = true: (N, M) bool; all = false:
+// (N,) int64, the first box containing the point or -1.
+at::Tensor points_in_boxes_cpu(const at::Tensor& points, const at::Tensor& boxes, bool all);
+
 #ifdef WITH_CUDA
 // Same contracts on CUDA tensors (csrc/cuda/ops_cuda.cpp). Integer outputs and orderings
 // are identical to the CPU versions, and so are the float outputs of projection and of
@@ -152,6 +168,14 @@ std::vector<at::Tensor> project_pool_cuda(const at::Tensor& points, const at::Te
                                           double min_depth, double margin, bool atomic = false);
 at::Tensor serialize_cuda(const at::Tensor& coords, const at::Tensor& batch_index,
                           int64_t order, int64_t depth);
+at::Tensor box_iou_cuda(const at::Tensor& boxes_a, const at::Tensor& boxes_b, int64_t mode);
+// NMS on CUDA: a kernel writes, for every box i and every block of 64 boxes, the bits of
+// the later boxes j > i of that block with IoU(i, j) > threshold; the greedy pass over those
+// bits runs on the host (one device -> host copy of N * ceil(N / 64) words). The kept set
+// equals the CPU's unless an IoU lies within rounding (sin / cos differ in the last bits
+// between the devices) of the threshold.
+at::Tensor nms_bev_cuda(const at::Tensor& boxes, double iou_threshold);
+at::Tensor points_in_boxes_cuda(const at::Tensor& points, const at::Tensor& boxes, bool all);
 #endif
 
 }  // namespace lidarcl

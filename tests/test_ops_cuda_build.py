@@ -36,7 +36,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CUDA_DIR = os.path.join(ROOT, "csrc", "cuda")
 EXPECTED = ["launchers.h", "common.cuh", "ops_cuda.cpp", "projection.cu", "gather.cu",
-            "pooling.cu", "serialize.cu"]
+            "pooling.cu", "serialize.cu", "boxes.cu"]
 CU_FILES = sorted(glob.glob(os.path.join(CUDA_DIR, "*.cu")))
 
 

@@ -159,5 +159,27 @@ cudaError_t project_pool_compact(const ProjectionArgs<scalar_t>& args, const id_
 cudaError_t serialize(const int64_t* coords, const int64_t* batch_index, int64_t num_points,
                       int order, int depth, int64_t* keys, cudaStream_t stream);
 
+// ---------------------------------------------------------------- rotated boxes
+// Boxes are rows of `stride` >= 7 values [x, y, z, l, w, h, yaw, ...] (csrc/box_geometry.h).
+// out (n, m) = IoU of a (n boxes) and b (m boxes); mode 0 = BEV, 1 = 3D.
+template <typename scalar_t>
+cudaError_t box_iou(const scalar_t* a, int64_t n, int64_t stride_a, const scalar_t* b,
+                    int64_t m, int64_t stride_b, int mode, scalar_t* out, cudaStream_t stream);
+
+// NMS suppression masks of n boxes sorted by decreasing score, in blocks of kNmsBlock:
+// mask (n, ceil(n / kNmsBlock)); bit k of mask[i][c] is set iff box j = c * kNmsBlock + k
+// has j > i and BEV IoU(i, j) > threshold.
+constexpr int64_t kNmsBlock = 64;
+template <typename scalar_t>
+cudaError_t nms_bev_mask(const scalar_t* boxes, int64_t n, int64_t stride, double threshold,
+                         unsigned long long* mask, cudaStream_t stream);
+
+// points (n, stride_p) against boxes (m, stride_b): out_all (n, m) when not null, else
+// out_first (n,) = first box containing the point or -1.
+template <typename scalar_t>
+cudaError_t points_in_boxes(const scalar_t* points, int64_t n, int64_t stride_p,
+                            const scalar_t* boxes, int64_t m, int64_t stride_b, bool* out_all,
+                            int64_t* out_first, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace lidarcl

@@ -420,6 +420,70 @@ at::Tensor serialize_cuda(const at::Tensor& coords, const at::Tensor& batch_inde
   return keys;
 }
 
+// ---------------------------------------------------------------- rotated boxes
+at::Tensor box_iou_cuda(const at::Tensor& boxes_a, const at::Tensor& boxes_b, int64_t mode) {
+  const c10::cuda::CUDAGuard guard(boxes_a.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t n = boxes_a.size(0), m = boxes_b.size(0);
+  at::Tensor out = at::empty({n, m}, boxes_a.options());
+  if (n == 0 || m == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(boxes_a.scalar_type(), "box_iou_cuda", [&] {
+    check_launch(cuda::box_iou(boxes_a.data_ptr<scalar_t>(), n, boxes_a.size(1),
+                               boxes_b.data_ptr<scalar_t>(), m, boxes_b.size(1),
+                               static_cast<int>(mode), out.data_ptr<scalar_t>(), stream),
+                 "box_iou");
+  });
+  return out;
+}
+
+at::Tensor nms_bev_cuda(const at::Tensor& boxes, double iou_threshold) {
+  const c10::cuda::CUDAGuard guard(boxes.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t n = boxes.size(0);
+  if (n == 0) return at::empty({0}, long_options(boxes));
+  const int64_t blocks = (n + cuda::kNmsBlock - 1) / cuda::kNmsBlock;
+  at::Tensor mask = at::empty({n, blocks}, long_options(boxes));
+  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_bev_cuda", [&] {
+    check_launch(cuda::nms_bev_mask(boxes.data_ptr<scalar_t>(), n, boxes.size(1), iou_threshold,
+                                    reinterpret_cast<unsigned long long*>(
+                                        mask.data_ptr<int64_t>()),
+                                    stream),
+                 "nms_bev");
+  });
+  // greedy pass on the host over the bit masks (the CPU kernel's order of decisions)
+  const at::Tensor host = mask.cpu();
+  const auto* bits = reinterpret_cast<const unsigned long long*>(host.data_ptr<int64_t>());
+  std::vector<unsigned long long> removed(static_cast<size_t>(blocks), 0ull);
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = i / cuda::kNmsBlock, k = i - c * cuda::kNmsBlock;
+    if ((removed[c] >> k) & 1ull) continue;
+    keep.push_back(i);
+    const unsigned long long* row = bits + i * blocks;
+    for (int64_t d = c; d < blocks; ++d) removed[d] |= row[d];
+  }
+  at::Tensor out = at::empty({static_cast<int64_t>(keep.size())}, at::kLong);
+  std::copy(keep.begin(), keep.end(), out.data_ptr<int64_t>());
+  return out.to(boxes.device());
+}
+
+at::Tensor points_in_boxes_cuda(const at::Tensor& points, const at::Tensor& boxes, bool all) {
+  const c10::cuda::CUDAGuard guard(points.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t n = points.size(0), m = boxes.size(0);
+  at::Tensor out = all ? at::zeros({n, m}, points.options().dtype(at::kBool))
+                       : at::full({n}, -1, long_options(points));
+  if (n == 0 || m == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "points_in_boxes_cuda", [&] {
+    check_launch(cuda::points_in_boxes(points.data_ptr<scalar_t>(), n, points.size(1),
+                                       boxes.data_ptr<scalar_t>(), m, boxes.size(1),
+                                       all ? out.data_ptr<bool>() : nullptr,
+                                       all ? nullptr : out.data_ptr<int64_t>(), stream),
+                 "points_in_boxes");
+  });
+  return out;
+}
+
 }  // namespace lidarcl
 
 #endif  // WITH_CUDA

@@ -1,5 +1,6 @@
 """Point-pixel correspondence ops: projection, visibility, pixel gather, region pooling,
-fused project + pool, and serialization codes.
+fused project + pool, and serialization codes; rotated-box ops: BEV / 3D IoU, rotated BEV
+NMS, points in boxes.
 
 Each public function validates its arguments (errors name the argument and the problem),
 then runs the compiled kernel of ``lidarcl._C`` for the tensors' device: the C++ CPU
@@ -26,6 +27,9 @@ import contextvars
 import torch
 
 from lidarcl.ops._extension import compiled, warn_reference_fallback
+from lidarcl.ops.boxes import (IOU_MODES, box_iou_reference, nms_bev_reference,
+                               points_in_boxes_reference, same_device, validate_boxes,
+                               validate_points)
 from lidarcl.ops.gather import (empty_rows, feature_coordinates,
                                 gather_pixel_features_reference, validate_gather_args)
 from lidarcl.ops.pooling import (REDUCTIONS, ProjectPoolResult, RegionPoolResult,
@@ -293,6 +297,94 @@ def serialize(coords, batch_index, order: str = "z", depth: int = 16) -> torch.T
     return ext.serialize(coords, batch_index, order_code, depth)
 
 
+# ------------------------------------------------------------------ rotated boxes
+def _common_float(*tensors) -> torch.dtype:
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+    return dtype
+
+
+def box_iou(boxes_a, boxes_b, mode: str = "bev") -> torch.Tensor:
+    """IoU matrix ``(N, M)`` of rotated boxes ``(N, >=7)`` and ``(M, >=7)``: ``mode="bev"``
+    (rotated rectangles) or ``"3d"`` (with the vertical overlap); computed in float64, returned
+    in the boxes' common dtype (see :mod:`lidarcl.ops.boxes`). Not differentiable."""
+    validate_boxes(boxes_a, "boxes_a")
+    validate_boxes(boxes_b, "boxes_b")
+    same_device(("boxes_a", boxes_a), ("boxes_b", boxes_b))
+    if mode not in IOU_MODES:
+        raise ValueError(f"mode must be one of {IOU_MODES}, got {mode!r}")
+    dtype = _common_float(boxes_a, boxes_b)
+    ext = _kernels_for("box_iou", boxes_a.device)
+    if ext is None:
+        return box_iou_reference(boxes_a.to(dtype), boxes_b.to(dtype), mode)
+    return ext.box_iou(boxes_a.detach().to(dtype).contiguous(),
+                       boxes_b.detach().to(dtype).contiguous(), IOU_MODES.index(mode))
+
+
+def box_iou_bev(boxes_a, boxes_b) -> torch.Tensor:
+    """Rotated BEV IoU ``(N, M)`` (:func:`box_iou` with ``mode="bev"``)."""
+    return box_iou(boxes_a, boxes_b, "bev")
+
+
+def box_iou_3d(boxes_a, boxes_b) -> torch.Tensor:
+    """3D IoU ``(N, M)`` of rotated boxes (:func:`box_iou` with ``mode="3d"``)."""
+    return box_iou(boxes_a, boxes_b, "3d")
+
+
+def nms_bev(boxes, scores, iou_threshold: float, pre_max_size: int | None = None,
+            post_max_size: int | None = None) -> torch.Tensor:
+    """Rotated BEV non-maximum suppression: indices (into ``boxes``) of the kept boxes by
+    decreasing score. Boxes are visited by decreasing score (stable: ties keep their order),
+    ``pre_max_size`` of them at most; a box is dropped when its BEV IoU with an already kept
+    box is greater than ``iou_threshold``; at most ``post_max_size`` are returned."""
+    validate_boxes(boxes)
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 1 \
+            or scores.shape[0] != boxes.shape[0]:
+        raise ValueError(f"scores must be a tensor of shape ({boxes.shape[0]},) like boxes, "
+                         f"got {getattr(scores, 'shape', type(scores).__name__)}")
+    same_device(("boxes", boxes), ("scores", scores))
+    if not 0.0 <= float(iou_threshold) <= 1.0:
+        raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
+    order = torch.sort(scores.detach(), descending=True, stable=True).indices
+    if pre_max_size is not None:
+        order = order[:int(pre_max_size)]
+    ext = _kernels_for("nms_bev", boxes.device)
+    if ext is None:
+        keep = nms_bev_reference(boxes[order], scores[order], float(iou_threshold))
+    else:
+        keep = ext.nms_bev(boxes.detach()[order].to(_common_float(boxes)).contiguous(),
+                           float(iou_threshold))
+    keep = order[keep]
+    return keep if post_max_size is None else keep[:int(post_max_size)]
+
+
+def _points_in_boxes(points, boxes, all_boxes: bool) -> torch.Tensor:
+    validate_points(points)
+    validate_boxes(boxes)
+    same_device(("points", points), ("boxes", boxes))
+    dtype = _common_float(points, boxes)
+    ext = _kernels_for("points_in_boxes", points.device)
+    if ext is None:
+        inside = points_in_boxes_reference(points, boxes)
+        if all_boxes:
+            return inside
+        first = inside.to(torch.int8).argmax(1) if inside.shape[1] else \
+            torch.zeros(len(points), dtype=torch.int64, device=points.device)
+        return torch.where(inside.any(1), first, torch.full_like(first, -1))
+    return ext.points_in_boxes(points.detach().to(dtype).contiguous(),
+                               boxes.detach().to(dtype).contiguous(), all_boxes)
+
+
+def points_in_boxes_all(points, boxes) -> torch.Tensor:
+    """``(N, M)`` bool: point ``n`` lies in box ``m`` (faces included; the rule of
+    :func:`lidarcl.structures.boxes.points_in_boxes`)."""
+    return _points_in_boxes(points, boxes, True)
+
+
+def points_in_boxes_first(points, boxes) -> torch.Tensor:
+    """``(N,)`` int64: the first box containing each point, ``-1`` for none."""
+    return _points_in_boxes(points, boxes, False)
+
+
 __all__ = [
     "ProjectionResult", "BatchedProjectionResult", "RegionPoolResult", "ProjectPoolResult",
     "REDUCTIONS", "SERIALIZATION_ORDERS",
@@ -301,4 +393,7 @@ __all__ = [
     "project_points_reference", "project_points_batched_reference", "visibility_reference",
     "gather_pixel_features_reference", "region_pool_reference", "project_pool_reference",
     "serialize_reference", "VoxelizedBatch", "VOXEL_MODES", "voxelize",
+    "IOU_MODES", "box_iou", "box_iou_bev", "box_iou_3d", "nms_bev", "points_in_boxes_all",
+    "points_in_boxes_first", "box_iou_reference", "nms_bev_reference",
+    "points_in_boxes_reference",
 ]
