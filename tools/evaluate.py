@@ -6,12 +6,18 @@ without a model; prints the metrics and writes them as JSON.
         --version v1.0-trainval --eval-set val [--out metrics.json]
     python tools/evaluate.py semantickitti --results RESULTS --root data/semantickitti/dataset \
         --split data/semantickitti/semantickitti_infos_val.json [--out metrics.json]
+    python tools/evaluate.py kitti-det --results RESULTS --root data/kitti \
+        --split ImageSets/val.txt [--classes Car Pedestrian Cyclist] [--out metrics.json]
 
 nuscenes-lidarseg: RESULTS holds lidarseg/<eval_set>/<token>_lidarseg.bin (the devkit's
 layout; tools/test.py --format-only writes it) and is scored by the devkit's LidarSegEval
 (lidarcl/evaluation/nuscenes_lidarseg.py). semantickitti: RESULTS holds
 sequences/NN/predictions/XXXXXX.label, scored with semantic-kitti-api's rule over the scans
-of the --split index (lidarcl/evaluation/semantickitti_eval.py).
+of the --split index (lidarcl/evaluation/semantickitti_eval.py). kitti-det: RESULTS holds
+<id>.txt (or data/<id>.txt) in KITTI's label format with a score, camera frame, scored against
+<root>/training/label_2/<id>.txt for the ids of --split (a path, or relative to --root) by the
+official evaluator's algorithm -- 2D box, BEV, 3D AP and AOS, R40 and R11, easy / moderate /
+hard (lidarcl/evaluation/kitti_det_eval.py); a frame without a result file has no detections.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TASKS = ("nuscenes-lidarseg", "semantickitti")
+TASKS = ("nuscenes-lidarseg", "semantickitti", "kitti-det")
 
 
 def main(argv=None) -> int:
@@ -33,7 +39,11 @@ def main(argv=None) -> int:
     p.add_argument("--root", required=True, help="dataset root holding the ground truth")
     p.add_argument("--version", help="nuScenes table version (nuscenes-lidarseg)")
     p.add_argument("--eval-set", help="nuScenes eval set, e.g. val or mini_val")
-    p.add_argument("--split", help="info index of the evaluated scans (semantickitti)")
+    p.add_argument("--split", help="semantickitti: info index of the evaluated scans; "
+                   "kitti-det: split file of frame ids, e.g. ImageSets/val.txt (a path, or "
+                   "relative to --root)")
+    p.add_argument("--classes", nargs="+", default=None,
+                   help="kitti-det: classes to evaluate (default Car Pedestrian Cyclist)")
     p.add_argument("--out", help="write the metrics here as JSON")
     args = p.parse_args(argv)
 
@@ -46,6 +56,18 @@ def main(argv=None) -> int:
             from lidarcl.evaluation.nuscenes_lidarseg import evaluate_lidarseg
 
             metrics = evaluate_lidarseg(args.results, args.root, args.version, args.eval_set)
+        elif args.task == "kitti-det":
+            if not args.split:
+                p.error("kitti-det needs --split (a file of frame ids, e.g. ImageSets/val.txt)")
+            from lidarcl.evaluation.kitti_det_eval import (CLASS_NAMES, DEFAULT_CLASSES,
+                                                           evaluate_kitti_det)
+
+            classes = args.classes or DEFAULT_CLASSES
+            unknown = [c for c in classes if c.lower() not in {n.lower() for n in CLASS_NAMES}]
+            if unknown:
+                p.error(f"kitti-det: unknown class {unknown[0]!r}; the KITTI evaluator knows "
+                        f"{' '.join(CLASS_NAMES)}")
+            metrics = evaluate_kitti_det(args.results, args.root, args.split, classes)
         else:
             if not args.split:
                 p.error("semantickitti needs --split (the info index of the evaluated scans)")
@@ -55,6 +77,8 @@ def main(argv=None) -> int:
     except (DataError, OSError) as err:
         print(f"evaluate: {err}", file=sys.stderr)
         return 1
+    if args.task == "kitti-det":
+        return _report_kitti_det(args, metrics)
     print(f"{args.task}: mIoU {100 * metrics['miou']:.2f} over "
           f"{metrics.get('samples', metrics.get('scans'))} scans")
     print(", ".join(f"{name} {100 * v:.1f}" for name, v in metrics["iou_per_class"].items()
@@ -64,6 +88,23 @@ def main(argv=None) -> int:
 
         with atomic_write(args.out, "w") as f:
             json.dump({"task": args.task, **metrics}, f, indent=1)
+    return 0
+
+
+def _report_kitti_det(args, result: dict) -> int:
+    print(result["summary"], end="")
+    print(f"kitti-det: {result['frames']} frames ({result['frames_with_results']} with a "
+          "result file); " + ", ".join(
+              f"{cls} 3D AP_R40 moderate {result['metrics'][f'{cls}_3d/moderate_R40']:.2f}"
+              for cls in result["classes"]))
+    if result["frames_with_results"] == 0:
+        print(f"evaluate: warning: no result file of the split's frames in {args.results}",
+              file=sys.stderr)
+    if args.out:
+        from lidarcl.utils.fileio import atomic_write
+
+        with atomic_write(args.out, "w") as f:
+            json.dump({"task": args.task, **result}, f, indent=1)
     return 0
 
 
