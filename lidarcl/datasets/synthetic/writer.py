@@ -17,6 +17,7 @@ from . import sensors as SE
 from .constants import (ATTRIBUTE_NAMES, CAMERA_CHANNELS, CAMERA_RIG, CATEGORY_NAMES,
                         LIDAR_CHANNEL, LIDAR_ROTATION, LIDAR_TRANSLATION,
                         VISIBILITY_LEVELS, fixed_token)
+from .map_expansion import build_map_expansion
 from .maps import rasterize_layers
 
 KEYFRAME_PERIOD_S = 0.5
@@ -27,8 +28,8 @@ DEVKIT_MAP_RESOLUTION = 0.1   # nuscenes-devkit MapMask native resolution
 
 
 class _Tokens:
-    def __init__(self, seed):
-        self.rng = np.random.default_rng([seed, 7])
+    def __init__(self, seed, stream: int = 7):
+        self.rng = np.random.default_rng([seed, stream])
 
     def __call__(self):
         return self.rng.bytes(16).hex()
@@ -121,7 +122,8 @@ def generate_dataset(out_dir, scenes: int = 2, keyframes: int = 10, seed: int = 
                                   "pass overwrite=True (--overwrite) to replace it")
         for d in owned:
             shutil.rmtree(osp.join(root, d), ignore_errors=True)
-    for sub in [version, "maps", osp.join("maps", "bev"), osp.join("lidarseg", version),
+    for sub in [version, "maps", osp.join("maps", "bev"), osp.join("maps", "expansion"),
+                osp.join("lidarseg", version),
                 osp.join("samples", LIDAR_CHANNEL), osp.join("sweeps", LIDAR_CHANNEL)] + \
             [osp.join("samples", c) for c in CAMERA_CHANNELS]:
         os.makedirs(osp.join(root, sub), exist_ok=True)
@@ -319,6 +321,10 @@ def generate_dataset(out_dir, scenes: int = 2, keyframes: int = 10, seed: int = 
     cv2.imwrite(osp.join(root, map_fn), prior["drivable_area"])
     maps = [{"token": map_token, "log_tokens": [lg["token"] for lg in logs],
              "category": "semantic_prior", "filename": map_fn}]
+    # vector map for nuscenes-devkit's NuScenesMap (own token stream: the tables' tokens stay)
+    expansion = build_map_expansion(city.layout, offset[:2], _Tokens(seed, stream=8))
+    with open(osp.join(root, "maps", "expansion", f"{LOCATION}.json"), "w") as f:
+        json.dump(expansion, f, separators=(",", ":"))
 
     tables = {"attribute": attribute, "calibrated_sensor": calibrated_sensor,
               "category": category, "ego_pose": ego_poses, "instance": instances, "log": logs,
