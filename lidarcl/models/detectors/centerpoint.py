@@ -1,0 +1,116 @@
+"""CenterPoint (Yin, Zhou, Krähenbühl, CVPR 2021) on lidarcl's sparse encoders: the voxel
+encoder (``VoxelBackBone8x`` / ``VoxelResBackBone8x``, mean voxel features, height
+compression), SECOND's 2D BEV backbone and neck (:class:`SECONDBEVBackbone`) and the
+center head (:class:`CenterHead`), the plan of OpenPCDet's ``CenterPoint`` and mmdet3d's
+``CenterPoint``.
+
+Batch (``collate_samples`` of samples packed with the detection keys)::
+
+    points, offsets, gt_boxes [(M_i, 7)], gt_labels [(M_i,)], gt_velocity [(M_i, 2)], meta
+
+``mode="loss"``: ``loss_heatmap`` and ``loss_bbox`` summed over the tasks (see
+:mod:`lidarcl.models.detectors.center_head`). ``mode="predict"``: one
+:class:`DetPrediction` per sample, boxes in the sample's (possibly augmented) LiDAR frame.
+``backbone_checkpoint`` loads a ``backbone.pth`` of ``tools/pretrain.py`` into the 3D
+encoder as :class:`lidarcl.models.segmentors.Segmentor` does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import torch
+from mmengine.model import BaseModel
+
+from lidarcl.models.pretrainers.base import Pretrainer
+from lidarcl.registry import MODELS
+
+__all__ = ["CenterPoint", "DetPrediction"]
+
+
+@dataclass
+class DetPrediction:
+    """The detections of one sample: boxes ``(K, 7)`` or ``(K, 9)`` with velocity, in the
+    sample's LiDAR frame, scores ``(K,)``, labels ``(K,)`` (index into the classes)."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+
+@MODELS.register_module()
+class CenterPoint(BaseModel):
+    """3D encoder + BEV backbone/neck + center head (module doc).
+
+    Args:
+        backbone: a BEV encoder config (``VoxelBackBone8x``, ``VoxelResBackBone8x``).
+        bev_backbone: a :class:`SECONDBEVBackbone` config without ``in_channels`` (taken
+            from the encoder: 128 x its BEV height).
+        head: a :class:`CenterHead` config without ``in_channels``, ``voxel_size`` and
+            ``point_range`` (taken from the encoder and the neck).
+        backbone_checkpoint, allow_partial: pretrained encoder weights (Segmentor's rule).
+    """
+
+    progress_verb = "training"
+
+    def __init__(self, backbone: dict, bev_backbone: dict, head: dict,
+                 backbone_checkpoint: str | None = None, allow_partial: bool = False,
+                 data_preprocessor: dict | None = None, init_cfg: dict | None = None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        if not hasattr(self.backbone, "bev_height"):
+            raise ValueError(f"CenterPoint needs a BEV encoder (VoxelBackBone8x, "
+                             f"VoxelResBackBone8x), got {backbone.get('type')}")
+        bev_channels = 128 * self.backbone.bev_height()
+        self.bev_backbone = MODELS.build(dict(bev_backbone, in_channels=bev_channels))
+        self.head = MODELS.build(dict(head, in_channels=self.bev_backbone.out_channels,
+                                      voxel_size=list(self.backbone.voxel_size),
+                                      point_range=list(self.backbone.point_range)))
+        self.backbone_checkpoint = backbone_checkpoint
+        self.allow_partial = allow_partial
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.head.class_names
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if self.backbone_checkpoint:
+            from mmengine.logging import MMLogger
+
+            from lidarcl.engine.checkpoint import load_backbone, report_text
+
+            meta = load_backbone(self.backbone, self.backbone_checkpoint,
+                                 allow_partial=self.allow_partial)
+            report = report_text(meta["key_report"])
+            MMLogger.get_current_instance().info(
+                f"backbone loaded from {self.backbone_checkpoint}"
+                + (f" (partially, --allow-partial):\n{report}" if report else ""))
+
+    def head_outputs(self, points: torch.Tensor, offsets: torch.Tensor) -> list[dict]:
+        out = self.backbone(points, offsets)
+        return self.head(self.bev_backbone(out.bev))
+
+    def loss(self, batch: dict) -> dict:
+        preds = self.head_outputs(batch["points"], batch["offsets"])
+        height, width = preds[0]["hm"].shape[-2:]
+        targets = self.head.targets(batch["gt_boxes"], batch["gt_labels"],
+                                    batch.get("gt_velocity"), height, width)
+        losses = self.head.loss(preds, targets)
+        Pretrainer.check_finite(losses, batch)
+        return losses
+
+    @torch.no_grad()
+    def predict(self, batch: dict) -> list[DetPrediction]:
+        preds = self.head_outputs(batch["points"], batch["offsets"])
+        decoded = self.head.decode(preds)
+        metas = batch.get("meta") or [{}] * len(decoded)
+        return [DetPrediction(d["boxes"].float().cpu(), d["scores"].float().cpu(),
+                              d["labels"].cpu(), meta) for d, meta in zip(decoded, metas)]
+
+    def forward(self, mode: str = "loss", **batch):
+        if mode == "loss":
+            return self.loss(batch)
+        if mode == "predict":
+            return self.predict(batch)
+        raise ValueError(f"CenterPoint.forward: unknown mode {mode!r} (loss, predict)")
+
