@@ -8,6 +8,8 @@ without a model; prints the metrics and writes them as JSON.
         --split data/semantickitti/semantickitti_infos_val.json [--out metrics.json]
     python tools/evaluate.py kitti-det --results RESULTS --root data/kitti \
         --split ImageSets/val.txt [--classes Car Pedestrian Cyclist] [--out metrics.json]
+    python tools/evaluate.py nuscenes-det --results results.json --root data/nuscenes \
+        --version v1.0-trainval --eval-set val [--out metrics.json]
 
 nuscenes-lidarseg: RESULTS holds lidarseg/<eval_set>/<token>_lidarseg.bin (the devkit's
 layout; tools/test.py --format-only writes it) and is scored by the devkit's LidarSegEval
@@ -18,6 +20,13 @@ of the --split index (lidarcl/evaluation/semantickitti_eval.py). kitti-det: RESU
 <root>/training/label_2/<id>.txt for the ids of --split (a path, or relative to --root) by the
 official evaluator's algorithm -- 2D box, BEV, 3D AP and AOS, R40 and R11, easy / moderate /
 hard (lidarcl/evaluation/kitti_det_eval.py); a frame without a result file has no detections.
+nuscenes-det: RESULTS is the devkit's submission JSON ({"meta", "results": {sample_token:
+[boxes]}}, global frame; lidarcl.evaluation.nuscenes_det.write_nuscenes_results writes it),
+with an entry for every sample of the eval set; scored by the devkit's detection evaluation
+(config detection_cvpr_2019): DetectionEval itself on an official version, the same loaders,
+filters and metric functions over the scenes of <root>/<version>/splits.json otherwise
+(lidarcl/evaluation/nuscenes_det.py). Prints mAP, the TP errors, NDS and the per-class AP;
+--out holds the devkit's metrics_summary.json content.
 """
 from __future__ import annotations
 
@@ -28,16 +37,18 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TASKS = ("nuscenes-lidarseg", "semantickitti", "kitti-det")
+TASKS = ("nuscenes-lidarseg", "semantickitti", "kitti-det", "nuscenes-det")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("task", choices=TASKS)
-    p.add_argument("--results", required=True, help="results folder in the official layout")
+    p.add_argument("--results", required=True, help="results folder in the official layout "
+                   "(nuscenes-det: the results JSON file)")
     p.add_argument("--root", required=True, help="dataset root holding the ground truth")
-    p.add_argument("--version", help="nuScenes table version (nuscenes-lidarseg)")
+    p.add_argument("--version", help="nuScenes table version (nuscenes-lidarseg, "
+                   "nuscenes-det)")
     p.add_argument("--eval-set", help="nuScenes eval set, e.g. val or mini_val")
     p.add_argument("--split", help="semantickitti: info index of the evaluated scans; "
                    "kitti-det: split file of frame ids, e.g. ImageSets/val.txt (a path, or "
@@ -56,6 +67,12 @@ def main(argv=None) -> int:
             from lidarcl.evaluation.nuscenes_lidarseg import evaluate_lidarseg
 
             metrics = evaluate_lidarseg(args.results, args.root, args.version, args.eval_set)
+        elif args.task == "nuscenes-det":
+            if not (args.version and args.eval_set):
+                p.error("nuscenes-det needs --version and --eval-set")
+            from lidarcl.evaluation.nuscenes_det import evaluate_nuscenes_det
+
+            metrics = evaluate_nuscenes_det(args.results, args.root, args.version, args.eval_set)
         elif args.task == "kitti-det":
             if not args.split:
                 p.error("kitti-det needs --split (a file of frame ids, e.g. ImageSets/val.txt)")
@@ -79,6 +96,8 @@ def main(argv=None) -> int:
         return 1
     if args.task == "kitti-det":
         return _report_kitti_det(args, metrics)
+    if args.task == "nuscenes-det":
+        return _report_nuscenes_det(args, metrics)
     print(f"{args.task}: mIoU {100 * metrics['miou']:.2f} over "
           f"{metrics.get('samples', metrics.get('scans'))} scans")
     print(", ".join(f"{name} {100 * v:.1f}" for name, v in metrics["iou_per_class"].items()
@@ -105,6 +124,30 @@ def _report_kitti_det(args, result: dict) -> int:
 
         with atomic_write(args.out, "w") as f:
             json.dump({"task": args.task, **result}, f, indent=1)
+    return 0
+
+
+_TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE",
+             "vel_err": "mAVE", "attr_err": "mAAE"}
+
+
+def _report_nuscenes_det(args, summary: dict) -> int:
+    """The devkit's own printout (DetectionEval.main): mAP, TP errors, NDS, per class."""
+    print(f"nuscenes-det ({args.version} {args.eval_set}): mAP {summary['mean_ap']:.4f}  "
+          f"NDS {summary['nd_score']:.4f}")
+    print("  ".join(f"{_TP_NAMES[name]} {value:.4f}"
+                    for name, value in summary["tp_errors"].items()))
+    print(f"{'class':<22}{'AP':>7}{'ATE':>7}{'ASE':>7}{'AOE':>7}{'AVE':>7}{'AAE':>7}")
+    for name, ap in summary["mean_dist_aps"].items():
+        tp = summary["label_tp_errors"][name]
+        print(f"{name:<22}{ap:>7.3f}" + "".join(
+            f"{tp[m]:>7.3f}" for m in ("trans_err", "scale_err", "orient_err", "vel_err",
+                                       "attr_err")))
+    if args.out:
+        from lidarcl.utils.fileio import atomic_write
+
+        with atomic_write(args.out, "w") as f:
+            json.dump({"task": args.task, **summary}, f, indent=1)
     return 0
 
 
