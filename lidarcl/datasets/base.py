@@ -4,6 +4,7 @@ sample dict that the transform pipeline works on.
 Sample dict keys produced here (before any transform)::
 
     sample_idx, token, timestamp, scene_token, prev, next
+    location             the log's map location ("" when the index has none)
     data_root            absolute root the relative paths in the index refer to
     lidar_path           absolute path of the keyframe point file (every path of the index
                          must stay inside its root, else DataError naming the index)
@@ -165,6 +166,7 @@ class InfoDataset(SkipsSamples, BaseDataset):
             "token": token,
             "timestamp": info.get("timestamp", 0),
             "scene_token": info.get("scene_token", ""),
+            "location": info.get("location", ""),
             "prev": info.get("prev", ""),
             "next": info.get("next", ""),
             "data_root": root,

@@ -47,6 +47,8 @@ nested lists, float64)::
     instance_tokens   (M,) track ids (nuScenes); [] for KITTI
     lidarseg_path     nuScenes-lidarseg .bin of the keyframe, or null
     scene_token, prev, next   temporal neighbours ("" at a scene's ends)
+    location          nuScenes: the map location of the sample's log (which map expansion
+                      file holds its surroundings); absent for KITTI
     ignored           KITTI: {"names", "bboxes_2d"} of DontCare regions; absent otherwise
     dataset-specific extras may follow (e.g. "kitti": {"bboxes_2d", "truncated", ...})
 """

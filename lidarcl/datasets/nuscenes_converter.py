@@ -338,6 +338,13 @@ def _lidarseg_paths(nusc) -> dict[str, str]:
     return {rec.get("sample_data_token", rec["token"]): rec["filename"] for rec in table}
 
 
+def _location(nusc, sample: dict) -> str:
+    """The map location of the sample's log (``boston-seaport``, ...): which map expansion
+    file holds its surroundings (BEV map segmentation)."""
+    log = _get(nusc, "log", _get(nusc, "scene", sample["scene_token"])["log_token"])
+    return str(log["location"])
+
+
 def sample_info(nusc, sample: dict, max_sweeps: int = 10,
                 lidarseg: dict[str, str] | None = None) -> dict[str, Any]:
     """The info (info_format.py) of one nuScenes keyframe."""
@@ -369,6 +376,7 @@ def sample_info(nusc, sample: dict, max_sweeps: int = 10,
         "scene_token": sample["scene_token"],
         "prev": sample["prev"],
         "next": sample["next"],
+        "location": _location(nusc, sample),
         # extras: the LiDAR sample_data token and the sample_annotation token of each box
         "nuscenes": {"lidar_token": lidar_token, "ann_tokens": ann_tokens},
     }

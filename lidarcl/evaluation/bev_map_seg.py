@@ -252,3 +252,4 @@ class BEVMapSegIoU:
             out[f"{name}@max"] = float(ious[k].max())
         out["mIoU@max"] = float(ious.max(axis=1).mean())
         return out
+

@@ -19,6 +19,8 @@ from lidarcl.datasets.transforms.loading import (LoadDenseCloud, LoadImages,
                                                  LoadLidarsegLabels, LoadPoints,
                                                  LoadSemanticKITTILabels, LoadSuperpixels,
                                                  LoadSweeps)
+from lidarcl.datasets.transforms.object_sample import ObjectSample
+from lidarcl.datasets.transforms.map_labels import LoadBEVMapMask
 from lidarcl.datasets.transforms.regions import SegmentRegions
 from lidarcl.datasets.transforms.views import (MultiViewAugment, TemporalViews, match_views,
                                                mutual_nearest)
@@ -32,5 +34,5 @@ __all__ = [
     "apply_lidar_transform", "PackSample", "SegmentRegions", "MultiViewAugment",
     "TemporalViews", "match_views", "mutual_nearest", "ResizeImages",
     "RandomResizedCropImages", "RandomFlipImages", "SelectCameras", "apply_image_affine",
-    "MoCoV2Crops", "DropCuboids",
+    "MoCoV2Crops", "DropCuboids", "ObjectSample",
 ]
