@@ -550,3 +550,36 @@ def test_create_data_kitti_flag_on_the_real_frame(tmp_path, capsys):
     kept = sum(1 for r in data["objects"].get("Car", [])
                if r["num_points"] >= 5 and r["difficulty"] != -1)
     assert len(sampler.database["Car"]) == kept
+
+
+
+def test_database_of_a_label_split_holds_only_its_samples(tiny_dataset, tmp_path):
+    """create_data gt-database --split-file: the objects of the split's samples only, in
+    their own files (a fraction's database pastes no object of an unlabelled scan)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lidarcl.datasets.info_format import read_info_index
+    from lidarcl.datasets.splits import make_label_splits, read_split
+
+    index = tmp_path / "nuscenes_infos_train.json"  # a copy: the splits go beside it
+    shutil.copy(Path(tiny_dataset) / "nuscenes_infos_train.json", index)
+    split = make_label_splits(str(index), [50], seed=0, level="frame")[50]
+    tokens = set(read_split(split)["tokens"])
+    infos, _ = read_info_index(index)
+    assert 0 < len(tokens) < len(infos)
+    out = tmp_path / "db"
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(repo / "tools" / "create_data.py"), "gt-database",
+                    "--index", str(index), "--root", tiny_dataset, "--out", str(out),
+                    "--split-file", str(split), "--sweeps", "none"], check=True)
+    db_files = list(out.glob("*_dbinfos_train.json"))
+    assert [f.name for f in db_files] == ["nuscenes_50pct_seed0_dbinfos_train.json"]
+    records = [r for recs in json.loads(db_files[0].read_text())["objects"].values()
+               for r in recs]
+    assert records and {r["token"] for r in records} <= tokens
+    assert all(r["path"].startswith("gt_database_50pct_seed0/") for r in records)
+    assert not (out / "gt_database").exists()

@@ -87,9 +87,21 @@ def _gt_database(args) -> list[str]:
     from lidarcl.datasets.gt_database_converter import create_gt_database
 
     folder = os.path.dirname(os.path.abspath(args.index))
+    prefix, database_dir = args.prefix, "gt_database"
+    if args.split_file:
+        # nuscenes_infos_train_10pct_seed0.json of nuscenes_infos_train.json -> 10pct_seed0
+        index_stem = os.path.splitext(os.path.basename(args.index))[0]
+        tag = os.path.splitext(os.path.basename(args.split_file))[0]
+        if tag.startswith(index_stem + "_"):
+            tag = tag[len(index_stem) + 1:]
+        base = os.path.basename(args.index)
+        index_prefix = base.split("_infos_")[0] if "_infos_" in base else None
+        prefix = args.prefix or f"{index_prefix or 'dataset'}_{tag}"
+        database_dir = f"gt_database_{tag}"
     return [create_gt_database(args.index, args.root or folder, args.out or folder,
-                               prefix=args.prefix, num_sweeps=args.sweeps,
-                               use_dims=args.use_dims, min_points=args.min_points)]
+                               prefix=prefix, num_sweeps=args.sweeps,
+                               use_dims=args.use_dims, min_points=args.min_points,
+                               database_dir=database_dir, split_file=args.split_file)]
 
 
 def _semantickitti(args) -> list[str]:
@@ -213,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default 0,1,2,3)")
     gdb.add_argument("--min-points", type=_non_negative_int, default=1,
                      help="boxes with fewer points get no record (default 1)")
+    gdb.add_argument("--split-file", default=None,
+                     help="a label-fraction split of tools/make_splits.py: only its samples' "
+                          "objects (written as <prefix>_<split name>_dbinfos_train.json and "
+                          "gt_database_<split name>/)")
     gdb.set_defaults(func=_gt_database)
     return parser
 

@@ -7,7 +7,12 @@ in the dataset's official submission format.
         [--format-only --out DIR [--eval-set val]] [--metrics-out metrics.json]
         [--cfg-options ...]
 
-Metrics (mIoU, IoU per class) on every point of every validation scan. --tta averages the
+Detection (CenterPoint configs, configs/det/): the devkit's mAP / NDS (nuScenes layout) or
+KITTI's AP; --format-only writes <out>/results_nusc.json (nuScenes' results JSON) or
+<out>/data/<id>.txt (KITTI label files), which tools/evaluate.py nuscenes-det / kitti-det
+score. BEV map segmentation (configs/mapseg/): IoU per class at 0.35-0.65 and mIoU@max.
+
+Segmentation: metrics (mIoU, IoU per class) on every point of every validation scan. --tta averages the
 class probabilities over the 8 symmetries of the xy square (4 rotations x 2 flips).
 --temporal-voting lets the neighbouring scans of the same scene vote through the ego poses
 (lidarcl/evaluation/temporal_voting.py). --format-only writes nuScenes-lidarseg
@@ -49,6 +54,7 @@ def main(argv=None) -> int:
 
     from lidarcl.engine import build_pretrain_config
     from lidarcl.errors import DataError
+    from lidarcl.evaluation.det_inference import BEV_MODELS, run_bev_test
     from lidarcl.evaluation.seg_inference import run_segmentation_test
     from lidarcl.evaluation.temporal_voting import VOTING_DEFAULTS
 
@@ -57,6 +63,30 @@ def main(argv=None) -> int:
                                     allow_new_keys=args.allow_new_keys)
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
+    if cfg.model.type in BEV_MODELS:
+        if args.tta or args.temporal_voting:
+            parser.error("--tta and --temporal-voting apply to segmentation configs")
+        try:
+            result = run_bev_test(cfg, args.checkpoint, format_only=args.format_only,
+                                  out_dir=args.out, device=args.device)
+        except (DataError, ValueError) as exc:
+            parser.exit(1, f"{parser.prog}: error: {exc}\n")
+        print(f"{result['samples']} samples, {result['seconds_per_sample']:.2f} s per sample")
+        if args.format_only:
+            print("wrote " + ", ".join(result["written"][:3])
+                  + (f" and {len(result['written']) - 3} more" if len(result["written"]) > 3
+                     else ""))
+            return 0
+        metrics = result["metrics"]
+        print(", ".join(f"{k} {v:.2f}" for k, v in metrics.items()
+                        if k in ("mAP", "NDS", "mIoU@max", "mAP_3d_moderate_R40")
+                        or k.startswith("AP.") or k.endswith("@max")))
+        if args.metrics_out:
+            from lidarcl.utils.fileio import atomic_write
+
+            with atomic_write(args.metrics_out, "w") as f:
+                json.dump({k: v for k, v in result.items() if k != "written"}, f, indent=1)
+        return 0
     voting = (dict(VOTING_DEFAULTS, window=args.voting_window, radius=args.voting_radius,
                    weight=args.voting_weight) if args.temporal_voting else None)
     try:

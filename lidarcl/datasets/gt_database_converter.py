@@ -133,7 +133,8 @@ def create_gt_database(index_path: str | os.PathLike, data_root: str | os.PathLi
                        num_sweeps: int | None | str = "default",
                        use_dims: Sequence[int] = (0, 1, 2, 3), min_points: int = 1,
                        database_dir: str = DEFAULT_DATABASE_DIR,
-                       log_every: int = 100) -> str:
+                       log_every: int = 100, split_file: str | os.PathLike | None = None
+                       ) -> str:
     """Build the ground-truth database of the info index ``index_path`` (module doc).
 
     Args:
@@ -149,6 +150,10 @@ def create_gt_database(index_path: str | os.PathLike, data_root: str | os.PathLi
         min_points: boxes with fewer points get no record.
         database_dir: folder name of the point files under ``out_dir``.
         log_every: progress is logged every this many samples.
+        split_file: a label-fraction split (``tools/make_splits.py``): only the objects of
+            its samples go into the database, so that fine-tuning on a fraction of the labels
+            pastes no object of an unlabelled scan. Give such a database its own ``prefix``
+            and ``database_dir`` (``tools/create_data.py gt-database --split-file`` does).
 
     Returns:
         The path of the database index, ``<out_dir>/<prefix>_dbinfos_<split>.json``.
@@ -164,6 +169,16 @@ def create_gt_database(index_path: str | os.PathLike, data_root: str | os.PathLi
     if int(min_points) < 0:
         raise ValueError(f"min_points must be >= 0, got {min_points}")
     infos, meta = read_info_index(index_path)
+    if split_file is not None:
+        from lidarcl.datasets.splits import read_split
+
+        kept = set(read_split(split_file)["tokens"])
+        unknown = kept - {str(info["token"]) for info in infos}
+        if unknown:
+            raise DataError(os.fspath(split_file), f"{len(unknown)} tokens of the split are "
+                                                   f"not in {index_path} (e.g. "
+                                                   f"{sorted(unknown)[0]})")
+        infos = [info for info in infos if str(info["token"]) in kept]
     dataset = str(meta.get("dataset", ""))
     split = str(meta.get("split", "train"))
     if num_sweeps == "default":
