@@ -13,14 +13,16 @@ train_pipeline = [
     dict(type="GlobalRotScaleTrans", rot_range=[-0.3925, 0.3925], scale_range=[0.9, 1.1],
          translation_std=[0.0, 0.0, 0.0]),
     dict(type="RandomFlip3D", flip_ratio_bev_horizontal=0.5, flip_ratio_bev_vertical=0.5),
-    dict(type="LoadBEVMapMask", classes=map_classes),
+    dict(type="LoadBEVMapMask", classes=map_classes, xbound=[-50.0, 50.0, 0.5],
+         ybound=[-50.0, 50.0, 0.5]),
     dict(type="PointsRangeFilter", point_cloud_range=point_cloud_range),
     dict(type="PointShuffle"),
     dict(type="PackSample", keys=["points", "gt_masks_bev"], meta_keys=map_meta_keys),
 ]
 test_pipeline = [
     dict(type="LoadPoints", use_dims=[0, 1, 2, 3]),
-    dict(type="LoadBEVMapMask", classes=map_classes),
+    dict(type="LoadBEVMapMask", classes=map_classes, xbound=[-50.0, 50.0, 0.5],
+         ybound=[-50.0, 50.0, 0.5]),
     dict(type="PointsRangeFilter", point_cloud_range=point_cloud_range),
     dict(type="PackSample", keys=["points", "gt_masks_bev"], meta_keys=map_meta_keys,
          skip_empty=False),

@@ -67,6 +67,15 @@ class WeightsOnlyCheckpointHook(Hook):
             hub["log_scalars"] = scalars
             hub["runtime_info"] = plain(hub.get("runtime_info", {}))
         checkpoint["meta"] = plain(checkpoint.get("meta", {}))
+        schedulers = checkpoint.get("param_schedulers")
+        groups = schedulers.values() if isinstance(schedulers, dict) else [schedulers or []]
+        for group in groups:
+            for state in group:
+                # OneCycleLR keeps its annealing function (a bound method, pickled through
+                # getattr, which weights_only refuses); the scheduler rebuilds it from
+                # anneal_strategy when constructed, so the saved state does not need it
+                for key in [k for k, v in state.items() if callable(v)]:
+                    del state[key]
         if isinstance(checkpoint.get("state_dict"), dict):
             # resume checks it: torch's reader does not notice a flipped bit in the weights
             from lidarcl.engine.checkpoint import weights_digest

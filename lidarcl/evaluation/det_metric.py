@@ -85,11 +85,15 @@ class NuScenesDetMetric(BaseMetric):
         return summary_metrics(summary)
 
 
+TP_ERROR_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE",
+                  "vel_err": "mAVE", "attr_err": "mAAE"}
+
+
 def summary_metrics(summary: dict) -> dict:
     """Flat metrics (percent for mAP, NDS and APs) of the devkit's metrics summary."""
     out = {"mAP": 100 * float(summary["mean_ap"]), "NDS": 100 * float(summary["nd_score"])}
     for name, value in summary["tp_errors"].items():
-        out[f"m{name.replace('_err', '').upper()}E"] = float(value)
+        out[TP_ERROR_NAMES.get(name, name)] = float(value)
     for name, value in summary["mean_dist_aps"].items():
         out[f"AP.{name}"] = 100 * float(value)
     return out

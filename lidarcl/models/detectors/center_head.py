@@ -4,8 +4,9 @@ plan: targets, losses, decoding and NMS.
 **Head.** A shared 3x3 conv (bias, BN, ReLU) to ``shared_channels`` (64), then one
 *separate head* per task (class group): for every output (``hm``: the task's classes,
 ``center`` 2, ``center_z`` 1, ``dim`` 3, ``rot`` 2, ``vel`` 2) ``num_conv - 1`` 3x3 conv-BN-ReLU
-layers and a 3x3 conv to the output; the heatmap's last bias starts at -2.19 (a prior of
-0.1), the other convs use Kaiming-normal weights. nuScenes' six tasks: [car], [truck,
+layers and a 3x3 conv to the output; the heatmap branch keeps PyTorch's default init with
+its last bias at -2.19 (a prior of 0.1), the other branches' convs get Kaiming-normal
+weights and zero biases (OpenPCDet's ``SeparateHead``). nuScenes' six tasks: [car], [truck,
 construction_vehicle], [bus, trailer], [barrier], [motorcycle, bicycle], [pedestrian,
 traffic_cone].
 
@@ -156,12 +157,13 @@ class SeparateHead(nn.Module):
                 layers += _conv_bn_relu(channels, channels, True)
             layers.append(nn.Conv2d(channels, out, 3, padding=1, bias=True))
             branch = nn.Sequential(*layers)
-            for m in branch.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight)
-                    nn.init.zeros_(m.bias)
-            if name == "hm":
+            if name == "hm":  # PyTorch's default init, the last bias at the prior
                 nn.init.constant_(branch[-1].bias, init_bias)
+            else:
+                for m in branch.modules():
+                    if isinstance(m, nn.Conv2d):
+                        nn.init.kaiming_normal_(m.weight)
+                        nn.init.zeros_(m.bias)
             setattr(self, name, branch)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
