@@ -247,3 +247,32 @@ def test_centerpoint_training_step_and_prediction():
     for p in preds:
         assert p.boxes.shape[1] == 9 and len(p.boxes) == len(p.scores) == len(p.labels)
         assert p.labels.max() < 3 if len(p.labels) else True
+
+
+def test_centerpoint_loads_a_pretrained_encoder(tmp_path):
+    """backbone_checkpoint (tools/train.py --load-backbone) puts an exported backbone.pth
+    into the 3D encoder when the Runner initialises the model; a backbone.pth of another
+    encoder is refused with the key list."""
+    from lidarcl.engine.checkpoint import export_backbone
+    from lidarcl.errors import DataError
+    from lidarcl.registry import MODELS
+
+    torch.manual_seed(1)
+    pretrained = small_centerpoint()
+    source = pretrained.backbone
+    path = tmp_path / "backbone.pth"
+    export_backbone(pretrained, str(path))
+    model = small_centerpoint()
+    model.backbone_checkpoint = str(path)
+    model.init_weights()
+    for (name, a), b in zip(source.state_dict().items(), model.backbone.state_dict().values()):
+        assert torch.equal(a, b), name
+    other = tmp_path / "other.pth"
+    holder = torch.nn.Module()
+    holder.backbone = MODELS.build(dict(type="VoxelResBackBone8x", in_channels=4,
+                                        voxel_size=[0.4, 0.4, 0.2],
+                                        point_range=[-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]))
+    export_backbone(holder, str(other))
+    model.backbone_checkpoint = str(other)
+    with pytest.raises(DataError, match="do not fit the VoxelBackBone8x"):
+        model.init_weights()

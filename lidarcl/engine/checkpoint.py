@@ -232,3 +232,22 @@ def load_backbone(backbone: torch.nn.Module, path, strict: bool = True,
         state = {k: v for k, v in state.items() if k not in mismatched}
     backbone.load_state_dict(state, strict=False)
     return {**meta, "key_report": report}
+
+
+def load_pretrained_backbone(model: torch.nn.Module) -> None:
+    """Load ``model.backbone_checkpoint`` (when set) into ``model.backbone`` with
+    :func:`load_backbone` (``model.allow_partial`` decides whether a partial fit is allowed)
+    and log where it came from and, for a partial load, the key report. The downstream
+    models (Segmentor, CenterPoint, BEVMapSegmentor) call it from ``init_weights``, which
+    the Runner runs when training starts (before ``--resume`` restores a checkpoint)."""
+    path = getattr(model, "backbone_checkpoint", None)
+    if not path:
+        return
+    from mmengine.logging import MMLogger
+
+    meta = load_backbone(model.backbone, path, allow_partial=getattr(model, "allow_partial",
+                                                                     False))
+    report = report_text(meta["key_report"])
+    MMLogger.get_current_instance().info(
+        f"backbone loaded from {path}"
+        + (f" (partially, --allow-partial):\n{report}" if report else ""))

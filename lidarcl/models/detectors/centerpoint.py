@@ -73,18 +73,10 @@ class CenterPoint(BaseModel):
         return self.head.class_names
 
     def init_weights(self) -> None:
+        from lidarcl.engine.checkpoint import load_pretrained_backbone
+
         super().init_weights()
-        if self.backbone_checkpoint:
-            from mmengine.logging import MMLogger
-
-            from lidarcl.engine.checkpoint import load_backbone, report_text
-
-            meta = load_backbone(self.backbone, self.backbone_checkpoint,
-                                 allow_partial=self.allow_partial)
-            report = report_text(meta["key_report"])
-            MMLogger.get_current_instance().info(
-                f"backbone loaded from {self.backbone_checkpoint}"
-                + (f" (partially, --allow-partial):\n{report}" if report else ""))
+        load_pretrained_backbone(self)
 
     def head_outputs(self, points: torch.Tensor, offsets: torch.Tensor) -> list[dict]:
         out = self.backbone(points, offsets)

@@ -121,18 +121,10 @@ class Segmentor(BaseModel):
 
     def init_weights(self) -> None:
         """mmengine's initialisation, then the pretrained backbone (class doc)."""
+        from lidarcl.engine.checkpoint import load_pretrained_backbone
+
         super().init_weights()
-        if self.backbone_checkpoint:
-            from mmengine.logging import MMLogger
-
-            from lidarcl.engine.checkpoint import load_backbone, report_text
-
-            meta = load_backbone(self.backbone, self.backbone_checkpoint,
-                                 allow_partial=self.allow_partial)
-            report = report_text(meta["key_report"])
-            MMLogger.get_current_instance().info(
-                f"backbone loaded from {self.backbone_checkpoint}"
-                + (f" (partially, --allow-partial):\n{report}" if report else ""))
+        load_pretrained_backbone(self)
 
     # ------------------------------------------------------------------ forward passes
     def logits(self, points: torch.Tensor, offsets: torch.Tensor
