@@ -87,21 +87,10 @@ def _gt_database(args) -> list[str]:
     from lidarcl.datasets.gt_database_converter import create_gt_database
 
     folder = os.path.dirname(os.path.abspath(args.index))
-    prefix, database_dir = args.prefix, "gt_database"
-    if args.split_file:
-        # nuscenes_infos_train_10pct_seed0.json of nuscenes_infos_train.json -> 10pct_seed0
-        index_stem = os.path.splitext(os.path.basename(args.index))[0]
-        tag = os.path.splitext(os.path.basename(args.split_file))[0]
-        if tag.startswith(index_stem + "_"):
-            tag = tag[len(index_stem) + 1:]
-        base = os.path.basename(args.index)
-        index_prefix = base.split("_infos_")[0] if "_infos_" in base else None
-        prefix = args.prefix or f"{index_prefix or 'dataset'}_{tag}"
-        database_dir = f"gt_database_{tag}"
     return [create_gt_database(args.index, args.root or folder, args.out or folder,
-                               prefix=prefix, num_sweeps=args.sweeps,
+                               prefix=args.prefix, num_sweeps=args.sweeps,
                                use_dims=args.use_dims, min_points=args.min_points,
-                               database_dir=database_dir, split_file=args.split_file)]
+                               split_file=args.split_file)]
 
 
 def _semantickitti(args) -> list[str]:

@@ -152,8 +152,10 @@ def create_gt_database(index_path: str | os.PathLike, data_root: str | os.PathLi
         log_every: progress is logged every this many samples.
         split_file: a label-fraction split (``tools/make_splits.py``): only the objects of
             its samples go into the database, so that fine-tuning on a fraction of the labels
-            pastes no object of an unlabelled scan. Give such a database its own ``prefix``
-            and ``database_dir`` (``tools/create_data.py gt-database --split-file`` does).
+            pastes no object of an unlabelled scan. The split's tag (its file name less the
+            index's, e.g. ``10pct_seed0``) then names the database's own files: prefix
+            ``<prefix>_<tag>`` (unless ``prefix`` is given) and folder
+            ``<database_dir>_<tag>``.
 
     Returns:
         The path of the database index, ``<out_dir>/<prefix>_dbinfos_<split>.json``.
@@ -179,6 +181,11 @@ def create_gt_database(index_path: str | os.PathLike, data_root: str | os.PathLi
                                                    f"not in {index_path} (e.g. "
                                                    f"{sorted(unknown)[0]})")
         infos = [info for info in infos if str(info["token"]) in kept]
+        # nuscenes_infos_train_10pct_seed0.json of nuscenes_infos_train.json -> 10pct_seed0
+        index_stem = os.path.splitext(os.path.basename(index_path))[0]
+        split_tag = os.path.splitext(os.path.basename(os.fspath(split_file)))[0]
+        if split_tag.startswith(index_stem + "_"):
+            split_tag = split_tag[len(index_stem) + 1:]
     dataset = str(meta.get("dataset", ""))
     split = str(meta.get("split", "train"))
     if num_sweeps == "default":
@@ -188,6 +195,10 @@ def create_gt_database(index_path: str | os.PathLike, data_root: str | os.PathLi
     if prefix is None:
         base = os.path.basename(index_path)
         prefix = base.split("_infos_")[0] if "_infos_" in base else (dataset or "dataset")
+        if split_file is not None:
+            prefix = f"{prefix}_{split_tag}"
+    if split_file is not None:
+        database_dir = f"{database_dir}_{split_tag}"
     mapping, classes = detection_name_mapping(dataset)
     use_dims = tuple(int(d) for d in use_dims)
 

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lidarcl.ops import nms_bev
 from lidarcl.registry import MODELS
 
 __all__ = ["CenterHead", "gaussian_radius", "gaussian_2d", "draw_gaussian", "circle_nms",
@@ -384,8 +385,6 @@ class CenterHead(nn.Module):
                     idx = circle_nms(bx[:, :2], sc, nms["min_radius"][t],
                                      nms.get("post_max_size"))
                 else:
-                    from lidarcl.ops import nms_bev
-
                     idx = nms_bev(bx[:, :7], sc, nms["iou_threshold"],
                                   nms.get("pre_max_size"), nms.get("post_max_size"))
                 results[i]["boxes"].append(bx[idx])

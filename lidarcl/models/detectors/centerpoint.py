@@ -17,9 +17,10 @@ encoder as :class:`lidarcl.models.segmentors.Segmentor` does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import torch
-from mmengine.model import BaseModel
 
+import torch
+
+from lidarcl.models.detectors.base import BEVModel
 from lidarcl.models.pretrainers.base import Pretrainer
 from lidarcl.registry import MODELS
 
@@ -38,7 +39,7 @@ class DetPrediction:
 
 
 @MODELS.register_module()
-class CenterPoint(BaseModel):
+class CenterPoint(BEVModel):
     """3D encoder + BEV backbone/neck + center head (module doc).
 
     Args:
@@ -50,37 +51,14 @@ class CenterPoint(BaseModel):
         backbone_checkpoint, allow_partial: pretrained encoder weights (Segmentor's rule).
     """
 
-    progress_verb = "training"
-
-    def __init__(self, backbone: dict, bev_backbone: dict, head: dict,
-                 backbone_checkpoint: str | None = None, allow_partial: bool = False,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None):
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.backbone = MODELS.build(backbone)
-        if not hasattr(self.backbone, "bev_height"):
-            raise ValueError(f"CenterPoint needs a BEV encoder (VoxelBackBone8x, "
-                             f"VoxelResBackBone8x), got {backbone.get('type')}")
-        bev_channels = 128 * self.backbone.bev_height()
-        self.bev_backbone = MODELS.build(dict(bev_backbone, in_channels=bev_channels))
-        self.head = MODELS.build(dict(head, in_channels=self.bev_backbone.out_channels,
-                                      voxel_size=list(self.backbone.voxel_size),
-                                      point_range=list(self.backbone.point_range)))
-        self.backbone_checkpoint = backbone_checkpoint
-        self.allow_partial = allow_partial
+    head_grid = ("voxel_size", "point_range")
 
     @property
     def class_names(self) -> list[str]:
         return self.head.class_names
 
-    def init_weights(self) -> None:
-        from lidarcl.engine.checkpoint import load_pretrained_backbone
-
-        super().init_weights()
-        load_pretrained_backbone(self)
-
     def head_outputs(self, points: torch.Tensor, offsets: torch.Tensor) -> list[dict]:
-        out = self.backbone(points, offsets)
-        return self.head(self.bev_backbone(out.bev))
+        return self.head(self.bev_features(points, offsets))
 
     def loss(self, batch: dict) -> dict:
         preds = self.head_outputs(batch["points"], batch["offsets"])
@@ -98,11 +76,4 @@ class CenterPoint(BaseModel):
         metas = batch.get("meta") or [{}] * len(decoded)
         return [DetPrediction(d["boxes"].float().cpu(), d["scores"].float().cpu(),
                               d["labels"].cpu(), meta) for d, meta in zip(decoded, metas)]
-
-    def forward(self, mode: str = "loss", **batch):
-        if mode == "loss":
-            return self.loss(batch)
-        if mode == "predict":
-            return self.predict(batch)
-        raise ValueError(f"CenterPoint.forward: unknown mode {mode!r} (loss, predict)")
 

@@ -24,9 +24,9 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from torch import nn
 
+from lidarcl.models.detectors.base import BEVModel
 from lidarcl.models.pretrainers.base import Pretrainer
 from lidarcl.registry import MODELS
 
@@ -104,35 +104,12 @@ class MapPrediction:
 
 
 @MODELS.register_module()
-class BEVMapSegmentor(BaseModel):
+class BEVMapSegmentor(BEVModel):
     """3D encoder + BEV neck + :class:`BEVMapHead`. Batch: ``points``, ``offsets`` and
     ``gt_masks_bev`` (a list of ``(C, NX, NY)`` bool arrays, ``LoadBEVMapMask``)."""
 
-    progress_verb = "training"
-
-    def __init__(self, backbone: dict, bev_backbone: dict, head: dict,
-                 backbone_checkpoint: str | None = None, allow_partial: bool = False,
-                 data_preprocessor: dict | None = None, init_cfg: dict | None = None):
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.backbone = MODELS.build(backbone)
-        if not hasattr(self.backbone, "bev_height"):
-            raise ValueError(f"BEVMapSegmentor needs a BEV encoder (VoxelBackBone8x, "
-                             f"VoxelResBackBone8x), got {backbone.get('type')}")
-        self.bev_backbone = MODELS.build(dict(bev_backbone,
-                                              in_channels=128 * self.backbone.bev_height()))
-        self.head = MODELS.build(dict(head, in_channels=self.bev_backbone.out_channels,
-                                      point_range=list(self.backbone.point_range)))
-        self.backbone_checkpoint = backbone_checkpoint
-        self.allow_partial = allow_partial
-
-    def init_weights(self) -> None:
-        from lidarcl.engine.checkpoint import load_pretrained_backbone
-
-        super().init_weights()
-        load_pretrained_backbone(self)
-
     def logits(self, points: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.head(self.bev_backbone(self.backbone(points, offsets).bev))
+        return self.head(self.bev_features(points, offsets))
 
     @staticmethod
     def _target(batch: dict, device) -> torch.Tensor:
@@ -156,9 +133,3 @@ class BEVMapSegmentor(BaseModel):
         return [MapPrediction(p, None if target is None else target[i], metas[i])
                 for i, p in enumerate(probs)]
 
-    def forward(self, mode: str = "loss", **batch):
-        if mode == "loss":
-            return self.loss(batch)
-        if mode == "predict":
-            return self.predict(batch)
-        raise ValueError(f"BEVMapSegmentor.forward: unknown mode {mode!r} (loss, predict)")
