@@ -3,12 +3,9 @@ CenterPoint (metrics, or ``--format-only`` predictions in the official format: n
 results JSON, KITTI's label files) and the BEV map segmentor (metrics)."""
 from __future__ import annotations
 
-import copy
 import os
 import os.path as osp
 import time
-
-import torch
 
 __all__ = ["run_bev_test", "BEV_MODELS"]
 
@@ -16,42 +13,26 @@ BEV_MODELS = ("CenterPoint", "BEVMapSegmentor")
 
 
 def run_bev_test(cfg, checkpoint: str, format_only: bool = False, out_dir: str | None = None,
-                 device: str = "cpu", log=print) -> dict:
+                 device: str = "cpu") -> dict:
     """Predict the config's validation split with ``checkpoint``. Returns ``{"metrics"
     (unless format_only), "samples", "seconds_per_sample", "written" (format_only: the
     files)}``."""
-    from mmengine.runner import Runner
+    from lidarcl.evaluation.seg_inference import build_for_test
 
-    from lidarcl.evaluation.seg_inference import load_model_checkpoint
-    from lidarcl.registry import METRICS, MODELS
-    from lidarcl.utils.setup_env import register_all_modules
-
-    register_all_modules()
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.pop("backbone_checkpoint", None)
-    model = MODELS.build(model_cfg)
-    load_model_checkpoint(model, checkpoint)
-    model.to(device).eval()
-    is_detector = cfg.model.type == "CenterPoint"
-    if format_only and not is_detector:
+    if format_only and cfg.model.type != "CenterPoint":
         raise ValueError("--format-only writes detection results; map segmentation has no "
                          "official submission format")
     if format_only and not out_dir:
         raise ValueError("format_only needs an output folder")
-    loader = Runner.build_dataloader(copy.deepcopy(cfg.get("test_dataloader")
-                                                   or cfg.val_dataloader))
+    model, loader, metric = build_for_test(cfg, checkpoint, device, with_metric=not format_only)
     kind = type(loader.dataset).__name__
-    metric = None if format_only else METRICS.build(
-        copy.deepcopy(cfg.get("test_evaluator") or cfg.val_evaluator))
     records: dict = {}
     written: list[str] = []
     samples, seconds = 0, 0.0
     for batch in loader:
         start = time.perf_counter()
-        with torch.no_grad():
-            batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                     for k, v in batch.items()}
-            predictions = model(mode="predict", **batch)
+        batch = model.data_preprocessor(batch, False)
+        predictions = model.predict(batch)
         seconds += time.perf_counter() - start
         samples += len(predictions)
         if metric is not None:

@@ -23,7 +23,8 @@ import torch
 
 from lidarcl.errors import DataError
 
-__all__ = ["load_model_checkpoint", "run_segmentation_test", "fill_unpredicted"]
+__all__ = ["load_model_checkpoint", "build_for_test", "run_segmentation_test",
+           "fill_unpredicted"]
 
 
 def load_model_checkpoint(model: torch.nn.Module, path: str) -> dict:
@@ -120,16 +121,13 @@ def _lidar_pose(meta: dict) -> np.ndarray:
         meta["lidar2ego"], dtype=np.float64)
 
 
-def run_segmentation_test(cfg, checkpoint: str, tta: bool | dict = False,
-                          voting: dict | None = None, format_only: bool = False,
-                          out_dir: str | None = None, eval_set: str = "val",
-                          device: str = "cpu", log=print) -> dict:
-    """Predict the config's validation split with ``checkpoint`` (module doc). Returns
-    ``{"metrics": {...} (unless format_only), "scans", "seconds_per_scan", "tta",
-    "voting", "written" (format_only)}``."""
+def build_for_test(cfg, checkpoint: str, device: str = "cpu", with_metric: bool = True):
+    """``(model, loader, metric)`` of ``tools/test.py``: the config's model with
+    ``checkpoint`` loaded strictly (no pretrained-backbone loading), in eval mode on
+    ``device``; the test (else validation) loader; the test (else validation) evaluator's
+    metric, or ``None``."""
     from mmengine.runner import Runner
 
-    from lidarcl.models.segmentors import DEFAULT_TTA
     from lidarcl.registry import METRICS, MODELS
     from lidarcl.utils.setup_env import register_all_modules
 
@@ -138,14 +136,27 @@ def run_segmentation_test(cfg, checkpoint: str, tta: bool | dict = False,
     model_cfg.pop("backbone_checkpoint", None)
     model = MODELS.build(model_cfg)
     load_model_checkpoint(model, checkpoint)
-    model.tta = (dict(DEFAULT_TTA) if tta is True else dict(tta)) if tta else None
     model.to(device).eval()
-    loader_cfg = copy.deepcopy(cfg.get("test_dataloader") or cfg.val_dataloader)
-    loader = Runner.build_dataloader(loader_cfg)
+    loader = Runner.build_dataloader(copy.deepcopy(cfg.get("test_dataloader")
+                                                   or cfg.val_dataloader))
+    metric = METRICS.build(copy.deepcopy(cfg.get("test_evaluator") or cfg.val_evaluator)) \
+        if with_metric else None
+    return model, loader, metric
+
+
+def run_segmentation_test(cfg, checkpoint: str, tta: bool | dict = False,
+                          voting: dict | None = None, format_only: bool = False,
+                          out_dir: str | None = None, eval_set: str = "val",
+                          device: str = "cpu", log=print) -> dict:
+    """Predict the config's validation split with ``checkpoint`` (module doc). Returns
+    ``{"metrics": {...} (unless format_only), "scans", "seconds_per_scan", "tta",
+    "voting", "written" (format_only)}``."""
+    from lidarcl.models.segmentors import DEFAULT_TTA
+
+    model, loader, metric = build_for_test(cfg, checkpoint, device, with_metric=not format_only)
+    model.tta = (dict(DEFAULT_TTA) if tta is True else dict(tta)) if tta else None
     dataset = loader.dataset
     kind = type(dataset).__name__
-    metric = None if format_only else METRICS.build(
-        copy.deepcopy(cfg.get("test_evaluator") or cfg.val_evaluator))
     if format_only and not out_dir:
         raise ValueError("format_only needs an output folder")
     voting = dict(voting) if voting else None
