@@ -30,8 +30,10 @@ test_pipeline = [
     dict(type="PackSample", keys=["points"], meta_keys=det_meta_keys, skip_empty=False),
 ]
 
+# InfiniteSampler: see nuscenes_det.py
 train_dataloader = dict(
     batch_size=4,
+    sampler=dict(type="InfiniteSampler", shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file="kitti_infos_train.json",
                  classes=class_names, pipeline=train_pipeline, filter_empty_gt=True),
 )

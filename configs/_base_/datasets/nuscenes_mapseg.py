@@ -29,8 +29,10 @@ test_pipeline = [
     dict(type="PackSample", keys=["points", "gt_masks_bev"], meta_keys=map_meta_keys,
          skip_empty=False),
 ]
+# InfiniteSampler: see nuscenes_det.py
 train_dataloader = dict(
     batch_size=4,
+    sampler=dict(type="InfiniteSampler", shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, ann_file="nuscenes_infos_train.json",
                  pipeline=train_pipeline, filter_empty_gt=False, split_file=None))
 val_dataloader = dict(
