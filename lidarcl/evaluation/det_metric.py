@@ -59,15 +59,19 @@ def nuscenes_records(prediction, class_names: Sequence[str]) -> tuple[str, list[
 class NuScenesDetMetric(BaseMetric):
     """The devkit's detection metrics (``detection_cvpr_2019``) of the validation
     predictions (module doc). ``data_root``/``version``/``eval_set``: the tables and the
-    split the predictions belong to; every sample of the split must be predicted."""
+    split the predictions belong to; every sample of the split must be predicted.
+    ``max_range``: cap every class range of the config at this many metres
+    (:func:`~lidarcl.evaluation.nuscenes_det.cropped_detection_config`), for a model whose
+    point range is smaller than the devkit's 50 m; None keeps the official ranges."""
 
     default_prefix = ""
 
     def __init__(self, data_root: str, version: str, class_names: Sequence[str],
-                 eval_set: str = "val", collect_device: str = "cpu",
-                 prefix: str | None = None):
+                 eval_set: str = "val", max_range: float | None = None,
+                 collect_device: str = "cpu", prefix: str | None = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.data_root, self.version, self.eval_set = data_root, version, eval_set
+        self.max_range = max_range
         self.class_names = list(class_names)
 
     def process(self, data_batch, data_samples: Sequence) -> None:
@@ -75,13 +79,16 @@ class NuScenesDetMetric(BaseMetric):
             self.results.append(nuscenes_records(prediction, self.class_names))
 
     def compute_metrics(self, results: list) -> dict:
-        from lidarcl.evaluation.nuscenes_det import (evaluate_nuscenes_det,
+        from lidarcl.evaluation.nuscenes_det import (cropped_detection_config,
+                                                     evaluate_nuscenes_det,
                                                      write_nuscenes_results)
 
+        config = None if self.max_range is None else cropped_detection_config(self.max_range)
         with tempfile.TemporaryDirectory() as tmp:
             path = osp.join(tmp, "results_nusc.json")
             write_nuscenes_results(path, dict(results))
-            summary = evaluate_nuscenes_det(path, self.data_root, self.version, self.eval_set)
+            summary = evaluate_nuscenes_det(path, self.data_root, self.version, self.eval_set,
+                                            config=config)
         return summary_metrics(summary)
 
 

@@ -98,7 +98,8 @@ from lidarcl.utils.fileio import atomic_write
 __all__ = ["SUBMISSION_META", "MAX_BOXES_PER_SAMPLE", "DEFAULT_ATTRIBUTE", "default_attribute",
            "boxes_to_nuscenes_results", "write_nuscenes_results", "read_nuscenes_results",
            "eval_set_samples", "load_eval_ground_truth", "load_eval_predictions",
-           "detection_metrics", "metrics_summary", "evaluate_nuscenes_det"]
+           "detection_metrics", "metrics_summary", "evaluate_nuscenes_det",
+           "cropped_detection_config"]
 
 CONFIG_NAME = "detection_cvpr_2019"
 MAX_BOXES_PER_SAMPLE = 500
@@ -143,6 +144,18 @@ def detection_config():
     from nuscenes.eval.common.config import config_factory
 
     return config_factory(CONFIG_NAME)
+
+
+def cropped_detection_config(max_range: float):
+    """``detection_cvpr_2019`` with every class range capped at ``max_range`` metres (the
+    devkit's own ego-distance filter then drops ground truth and predictions beyond it), for
+    a detector that only sees points within that range."""
+    from nuscenes.eval.detection.data_classes import DetectionConfig
+
+    serialized = detection_config().serialize()
+    serialized["class_range"] = {name: min(float(r), float(max_range))
+                                 for name, r in serialized["class_range"].items()}
+    return DetectionConfig.deserialize(serialized)
 
 
 @functools.lru_cache(maxsize=1)
@@ -556,7 +569,7 @@ def metrics_summary(metrics, meta: Mapping) -> dict:
 
 def evaluate_nuscenes_det(results_path: str | os.PathLike, dataroot: str, version: str,
                           eval_set: str, nusc=None, output_dir: str | None = None,
-                          verbose: bool = False) -> dict:
+                          verbose: bool = False, config=None) -> dict:
     """Score a submission JSON with the devkit's detection evaluation (module doc).
 
     Args:
@@ -568,6 +581,8 @@ def evaluate_nuscenes_det(results_path: str | os.PathLike, dataroot: str, versio
         output_dir: also write ``metrics_summary.json`` and ``metrics_details.json`` here,
             as the devkit's ``DetectionEval.main`` does.
         verbose: let the devkit print its progress.
+        config: a devkit ``DetectionConfig`` in place of ``detection_cvpr_2019`` (e.g.
+            :func:`cropped_detection_config` for a model that sees a smaller range).
 
     Returns:
         The devkit's metrics summary (:func:`metrics_summary`).
@@ -580,7 +595,7 @@ def evaluate_nuscenes_det(results_path: str | os.PathLike, dataroot: str, versio
     tokens, devkit_split = eval_set_samples(nusc, dataroot, version, eval_set)
     _check_samples(results_path, results, tokens, eval_set)
     del results
-    config = detection_config()
+    config = config or detection_config()
     if devkit_split is not None:
         from nuscenes.eval.detection.evaluate import DetectionEval
 
