@@ -81,8 +81,8 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
     from lidarcl.engine import build_pretrain_config, run_pretraining
     from lidarcl.evaluation.seg_inference import run_segmentation_test
 
-    # no validation inside the run: the one evaluation is on the last checkpoint, so no
-    # checkpoint is chosen on the validation scans the table reports
+    # no validation inside the run (without_validation): the one evaluation is on the last
+    # checkpoint, so no checkpoint is chosen on the validation scans the table reports
     options = {"train_dataloader.dataset.data_root": data["root"],
                "val_dataloader.dataset.data_root": data["root"],
                "train_dataloader.dataset.split_file": data["splits"].get(percent),
@@ -100,7 +100,7 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
     if checkpoint:
         cfg.model.backbone_checkpoint = checkpoint
     start = time.perf_counter()
-    run_pretraining(cfg, export=False, verb="trained")
+    run_pretraining(without_validation(cfg), export=False, verb="trained")
     train_seconds = time.perf_counter() - start
     last = os.path.join(work_dir, f"iter_{iters}.pth")
     result = run_segmentation_test(cfg, last)
@@ -108,6 +108,17 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
     return {"miou": result["metrics"]["mIoU"], "per_class": result["metrics"],
             "train_seconds": train_seconds, "checkpoint": last,
             "test_seconds_per_scan": result["seconds_per_scan"]}
+
+
+def without_validation(cfg):
+    """A copy of ``cfg`` with no validation loop: mmengine's ``IterBasedTrainLoop``
+    validates after the last iteration whatever ``val_interval`` says (mmengine 0.10.7), and
+    the studies score the last checkpoint once themselves."""
+    import copy
+
+    train_only = copy.deepcopy(cfg)
+    train_only.val_dataloader = train_only.val_cfg = train_only.val_evaluator = None
+    return train_only
 
 
 def scaled_lr(batch_size: int) -> float:
@@ -210,9 +221,10 @@ def summarize_finetune(study: dict) -> list[dict]:
     return summary
 
 
-def format_finetune_table(study: dict) -> str:
+def format_finetune_table(study: dict, label: str = "mIoU") -> str:
     """Markdown: one line per row, mIoU (mean +- std over seeds) and gain per fraction,
-    and the rows it is above beyond the spread (per fraction)."""
+    and the rows it is above beyond the spread (per fraction). ``label`` names the score
+    in the header (the BEV study tabulates mAP, NDS and mIoU@max through this)."""
     from lidarcl.evaluation.study import beyond_spread
 
     summary = summarize_finetune(study)
@@ -220,7 +232,7 @@ def format_finetune_table(study: dict) -> str:
     rows = list(dict.fromkeys(s["row"] for s in summary))
     cell = {(s["row"], s["percent"]): s for s in summary}
     head = ["row"] + [f"{p:g}% {what}" for p in percents
-                      for what in ("mIoU", "gain over random", "above, beyond the spread")]
+                      for what in (label, "gain over random", "above, beyond the spread")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         parts = [row]
