@@ -511,6 +511,13 @@ def main(args) -> int:
             points, lidar2img, image_hw, images, chains = load_real_frame(data_root, Path(tmp))
         frame_boxes = np.array([b["box_lidar"][:7] for b in json.loads(
             (data_root / "frame.json").read_text())["boxes"]], dtype=np.float64)
+        if getattr(args, "boxes_only", False):
+            report = {"torch": torch.__version__, "device": bandwidth_note(device) or "CPU",
+                      "workload": workload, "size": size,
+                      "box_ops": box_ops(points, frame_boxes, args.threads, device, size)}
+            if getattr(args, "json", None):
+                Path(args.json).write_text(json.dumps(report, indent=1))
+            return 0
         t0 = time.perf_counter()
         superpixels = superpixel_maps(images)
         print(f"SLIC superpixels of the 6 images: {time.perf_counter() - t0:.1f} s "

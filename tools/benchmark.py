@@ -19,6 +19,11 @@ test time per scan (plain, with TTA, temporal voting, ratios to plain) per backb
 real nuScenes frame with generated lidarseg labels (``benchmarks/finetune.py``)
     python tools/benchmark.py finetune [--threads 2] [--iters 3] [--batch 2]
         [--backbones minkunet34 ptv3] [--json PATH]
+``detection``: training (seconds per iteration, model / data, peak memory) and test time per
+sample of CenterPoint and BEV map segmentation at 0.075 m on the real nuScenes frame, with
+the keyframe alone and with a 10-sweep stand-in (``benchmarks/detection.py``)
+    python tools/benchmark.py detection [--threads 2] [--iters 3] [--batch 2]
+        [--models centerpoint bevmap] [--loads keyframe sweeps10] [--json PATH]
 """
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ops.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ops.add_argument("--sweeps", type=int, default=10)
+    ops.add_argument("--boxes-only", action="store_true",
+                     help="only the rotated-box ops table (real workload)")
     ops.add_argument("--peak-gbps", type=float, default=None,
                      help="GPU memory bandwidth peak for the %% of peak column")
     ops.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
@@ -76,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--backbones", nargs="+", default=["minkunet34", "ptv3"])
     ft.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
     ft.add_argument("--json", default=None, help="also write the figures to this file")
+    det = sub.add_parser("detection", help="BEV models (CenterPoint, map segmentation): "
+                                           "training iteration and test time per sample")
+    det.add_argument("--threads", type=int, default=2)
+    det.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    det.add_argument("--iters", type=int, default=3)
+    det.add_argument("--batch", type=int, default=2,
+                     help="cap on the configs' batch size (4): the frame repeated, each "
+                          "copy with its own augmentation")
+    det.add_argument("--models", nargs="+", default=["centerpoint", "bevmap"])
+    det.add_argument("--loads", nargs="+", default=["keyframe", "sweeps10"],
+                     help="keyframe: the frame alone; sweeps10: the keyframe and 9 displaced "
+                          "copies, a stand-in for the cost of 10 sweeps")
+    det.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
+    det.add_argument("--json", default=None, help="also write the figures to this file")
     return parser
 
 
@@ -93,6 +114,9 @@ def main(argv=None) -> int:
     if args.command == "finetune":
         from benchmarks import finetune
         return finetune.main(args)
+    if args.command == "detection":
+        from benchmarks import detection
+        return detection.main(args)
     return 2
 
 
