@@ -61,3 +61,28 @@ def test_cropped_detection_config_caps_the_devkit_ranges():
     assert capped.class_range == {k: min(v, 35.0) for k, v in official.items()}
     assert capped.class_range["car"] == 35.0 and capped.class_range["barrier"] == 30
     assert capped.dist_ths == detection_config().dist_ths
+
+
+def test_crop_detection_changes_every_range_together():
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    from lidarcl.evaluation.bev_study import crop_detection
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = Config.fromfile(str(repo / "configs/det/centerpoint_voxelbackbone8x_synth.py"))
+    crop_detection(cfg, 25.6)
+    box = [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]
+    assert cfg.model.backbone.point_range == box
+    filters = [t for t in cfg.train_dataloader.dataset.pipeline
+               + cfg.val_dataloader.dataset.pipeline if "point_cloud_range" in t]
+    assert len(filters) == 3 and all(t["point_cloud_range"] == box for t in filters)
+    assert cfg.val_evaluator.max_range == 25.6
+    # 0.2 m voxels over 51.2 m: the encoder's grid and the head's BEV map shrink with it
+    from lidarcl.registry import MODELS
+    from lidarcl.utils.setup_env import register_all_modules
+
+    register_all_modules()
+    backbone = MODELS.build(cfg.model.backbone)
+    assert backbone.grid_shape()[1:] == (256, 256)

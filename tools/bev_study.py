@@ -3,12 +3,12 @@
 map segmentation on VoxelBackBone8x fine-tuned at 10 % and 100 % of a generated dataset's
 labels from random initialisation and from pretrained encoders, over seeds; resumable.
 
-    python tools/bev_study.py --out outputs/bev_study --seeds 0 1 2 --iters 100 \
+    python tools/bev_study.py --out outputs/bev_study --seeds 0 1 2 --det-iters 300 --map-iters 100 \
         --row prc=outputs/study/seed{seed}/prc_voxelbackbone8x/backbone.pth \
         --row pointcontrast=outputs/study/seed{seed}/pointcontrast_voxelbackbone8x/backbone.pth
 
-Every task, fraction, row and seed is one fine-tuning (--iters iterations) and one evaluation
-on every validation scan (devkit mAP / NDS; mIoU@max); the tables (mean +- std over the seeds,
+Every task, fraction, row and seed is one fine-tuning (--det-iters / --map-iters iterations)
+and one evaluation on every validation scan (devkit mAP / NDS; mIoU@max); the tables (mean +- std over the seeds,
 gain over random initialisation of the same seed, rows above beyond the spread) are printed
 and written to <out>/bev_table.md, every figure to <out>/bev_study.json.
 """
@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", nargs="+", default=["det", "map"], choices=["det", "map"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--percents", type=float, nargs="+", default=[10, 100])
-    p.add_argument("--iters", type=int, default=100)
+    p.add_argument("--det-iters", type=int, default=300)
+    p.add_argument("--map-iters", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=3e-3,
                    help="one-cycle peak learning rate (the configs' 1e-3 is for 20 epochs)")
@@ -64,7 +65,8 @@ def main(argv=None) -> int:
         data = prepare_bev_data(os.path.join(args.out, "data"), args.scenes, args.keyframes,
                                 args.val_scenes, args.data_seed, args.percents)
         study = run_bev_study(REPO, args.out, rows, args.tasks, args.percents, args.seeds,
-                              args.iters, data, batch_size=args.batch_size, lr=args.lr)
+                              {"det": args.det_iters, "map": args.map_iters}, data,
+                              batch_size=args.batch_size, lr=args.lr)
     except (FileNotFoundError, ValueError) as exc:
         print(f"bev_study: error: {exc}", file=sys.stderr)
         return 1

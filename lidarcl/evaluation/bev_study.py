@@ -20,8 +20,12 @@ IoU (mIoU@max). The spread over seeds is pretraining's and fine-tuning's togethe
 compared per seed (:func:`lidarcl.evaluation.study.beyond_spread`).
 
 Sized for the CPU machine: the BEV backbone of both configs is reduced to one layer per stage
-(32 and 64 filters, 64 + 64 upsampled; ``STUDY_BEV_BACKBONE``), the encoder is the configs'
-(0.2 m voxels over +-51.2 m, the pretraining study's grid). Finished runs are kept in
+(32 and 64 filters, 64 + 64 upsampled; ``STUDY_BEV_BACKBONE``); the encoder is the configs'
+(0.2 m voxels, the pretraining study's); detection sees +-25.6 m (``DET_RANGE``: a 32 x 32
+BEV map, where the six heads cost a quarter of their +-51.2 m price; 95 % of a generated
+scan's points lie within it) and is scored by the devkit with every class range capped at
+25.6 m (:func:`~lidarcl.evaluation.nuscenes_det.cropped_detection_config`), map
+segmentation keeps BEVFusion's +-50 m grid (encoder over +-51.2 m). Finished runs are kept in
 ``<out>/bev_study.json``: an interrupted study resumes where it stopped.
 """
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["BEV_TASKS", "STUDY_BEV_BACKBONE", "STUDY_LR", "prepare_bev_data", "run_bev_study",
+__all__ = ["BEV_TASKS", "STUDY_BEV_BACKBONE", "STUDY_LR", "DET_RANGE", "crop_detection", "prepare_bev_data", "run_bev_study",
            "format_bev_tables"]
 
 # task -> (config, metric keys recorded, the headline metrics of the table)
@@ -42,6 +46,8 @@ STUDY_BEV_BACKBONE = dict(layer_nums=[1, 1], num_filters=[32, 64],
 # the one-cycle peak for a schedule of a few hundred iterations (the configs' 1e-3 is
 # OpenPCDet's for 20 epochs); the rate of tests/test_centerpoint_learns.py
 STUDY_LR = 3e-3
+# detection sees +-DET_RANGE m (module doc); the devkit's class ranges are capped at it
+DET_RANGE = 25.6
 
 
 def prepare_bev_data(root: str, scenes: int, keyframes: int, val_scenes: int, data_seed: int,
@@ -88,6 +94,20 @@ def _options(task: str, data: dict, percent: float, iters: int, batch_size: int,
     return options
 
 
+def crop_detection(cfg, half_extent: float) -> None:
+    """Restrict a CenterPoint config to ``+-half_extent`` m in x and y (the encoder's grid,
+    every range filter, the centre range of the decoded boxes) and cap the devkit's class
+    ranges at it (``NuScenesDetMetric(max_range)``), in place."""
+    r = float(half_extent)
+    z_lo, z_hi = cfg.model.backbone.point_range[2], cfg.model.backbone.point_range[5]
+    cfg.model.backbone.point_range = [-r, -r, z_lo, r, r, z_hi]
+    for transform in cfg.train_dataloader.dataset.pipeline + cfg.val_dataloader.dataset.pipeline:
+        if "point_cloud_range" in transform:
+            transform["point_cloud_range"] = [-r, -r, z_lo, r, r, z_hi]
+    cfg.model.head.test_cfg.post_center_range = [-r - 5, -r - 5, -10.0, r + 5, r + 5, 10.0]
+    cfg.val_evaluator.max_range = r
+
+
 def _run_one(repo: str, task: str, data: dict, work_dir: str, percent: float, seed: int,
              iters: int, batch_size: int, lr: float, checkpoint: str | None) -> dict:
     from lidarcl.engine import build_pretrain_config, run_pretraining
@@ -98,8 +118,11 @@ def _run_one(repo: str, task: str, data: dict, work_dir: str, percent: float, se
     cfg = build_pretrain_config(os.path.join(repo, config), work_dir,
                                 cfg_options=_options(task, data, percent, iters, batch_size,
                                                      lr))
-    if task == "det" and cfg.train_dataloader.dataset.pipeline[1]["type"] != "ObjectSample":
-        raise ValueError(f"{config}: the study expects ObjectSample at train pipeline index 1")
+    if task == "det":
+        if cfg.train_dataloader.dataset.pipeline[1]["type"] != "ObjectSample":
+            raise ValueError(f"{config}: the study expects ObjectSample at train pipeline "
+                             "index 1")
+        crop_detection(cfg, DET_RANGE)
     cfg.model.bev_backbone.update(STUDY_BEV_BACKBONE)
     cfg.randomness = dict(seed=seed, deterministic=True)
     if checkpoint:
@@ -114,17 +137,19 @@ def _run_one(repo: str, task: str, data: dict, work_dir: str, percent: float, se
             "test_seconds_per_sample": result["seconds_per_sample"], "checkpoint": last}
 
 
-def run_bev_study(repo: str, out: str, rows: dict, tasks, percents, seeds, iters: int,
+def run_bev_study(repo: str, out: str, rows: dict, tasks, percents, seeds, iters: dict,
                   data: dict, batch_size: int = 2, lr: float = STUDY_LR,
                   log=print) -> dict:
     """Fine-tune every task, fraction, row (``{name: checkpoint template or None}``) and seed
-    (module doc); runs already in ``<out>/bev_study.json`` are kept. Returns the study
+    for ``iters[task]`` iterations (module doc); runs already in ``<out>/bev_study.json``
+    are kept. Returns the study
     (``settings``, ``runs``: one dict per run with its ``metrics``)."""
     from lidarcl.evaluation.finetune_study import _read, _write
 
     path = os.path.join(out, "bev_study.json")
     settings = {"rows": rows, "tasks": list(tasks), "percents": list(percents),
-                "seeds": list(seeds), "iters": iters, "batch_size": batch_size, "lr": lr,
+                "seeds": list(seeds), "iters": {t: iters[t] for t in tasks},
+                "batch_size": batch_size, "lr": lr, "det_range": DET_RANGE,
                 "configs": {t: BEV_TASKS[t][0] for t in tasks},
                 "bev_backbone": STUDY_BEV_BACKBONE,
                 "data": {k: v for k, v in data.items() if k not in ("splits", "databases")}}
@@ -147,7 +172,7 @@ def run_bev_study(repo: str, out: str, rows: dict, tasks, percents, seeds, iters
                     result = _run_one(repo, task, data,
                                       os.path.join(out, task, f"{percent:g}pct", name,
                                                    f"seed{seed}"),
-                                      percent, seed, iters, batch_size, lr,
+                                      percent, seed, iters[task], batch_size, lr,
                                       template.format(seed=seed) if template else None)
                     study["runs"].append({"task": task, "row": name, "percent": percent,
                                           "seed": seed, **result})
