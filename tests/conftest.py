@@ -74,6 +74,18 @@ def tiny_dataset(tmp_path_factory) -> str:
     return summary["dataroot"]
 
 
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module (its ``main(argv)`` runs the CLI in-process)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"lidarcl_tool_{name}",
+                                                  Path(__file__).resolve().parents[1]
+                                                  / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # ------------------------------------------------------------------------ real frames
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL_DATA = REPO.parent / "shared" / "data" / "real"

@@ -19,7 +19,6 @@ easy R40 0, moderate / hard R40 7.5 %).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import pytest
 
 from conftest import REAL_DATA
+from conftest import load_tool as _tool
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "det" / "centerpoint_voxel01_kitti.py")
@@ -46,14 +46,6 @@ SMALL = ["model.backbone.voxel_size=[0.2,0.2,0.1]", "model.bev_backbone.layer_nu
          "model.head.test_cfg.nms.post_max_size=50", "model.head.test_cfg.max_per_sample=50"]
 
 pytestmark = REAL_DATA.needs_kitti(shipped=True)
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"lidarcl_tool_{name}",
-                                                  REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _wrap(a):

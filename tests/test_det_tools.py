@@ -5,11 +5,12 @@ writes the official results JSON, and tools/evaluate.py scores that file to the 
 the BEV map segmentor trains and is scored."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from conftest import load_tool as _tool
 
 REPO = Path(__file__).resolve().parents[1]
 DET_CONFIG = str(REPO / "configs" / "det" / "centerpoint_voxelbackbone8x_synth.py")
@@ -19,14 +20,6 @@ SMALL = ["model.backbone.voxel_size=[0.4,0.4,0.2]", "model.bev_backbone.layer_nu
          "model.bev_backbone.num_upsample_filters=[16,16]",
          "train_dataloader.num_workers=0", "val_dataloader.num_workers=0",
          "train_dataloader.persistent_workers=False", "val_dataloader.persistent_workers=False"]
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"lidarcl_tool_{name}",
-                                                  REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _data(root: str) -> list[str]:

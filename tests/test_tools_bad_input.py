@@ -6,7 +6,6 @@ nuScenes and KITTI cases break copies of the shipped real frames (tests/conftest
 ``REAL_DATA``); they skip on another copy of the datasets."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import REAL_DATA
+from conftest import load_tool as _tool
 from lidarcl.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,14 +25,6 @@ VERSION = "v1.0-mini"
 # the cases edit copies of the shipped frames' tables and files (the whole root is copied)
 needs_nuscenes = REAL_DATA.needs_nuscenes(shipped=True)
 needs_kitti = REAL_DATA.needs_kitti(shipped=True)
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"lidarcl_tool_{name}",
-                                                  REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _one_line_error(capsys, *needles) -> str:

@@ -24,6 +24,8 @@ sys.path.insert(0, REPO)
 
 
 def main(argv=None) -> int:
+    from lidarcl.evaluation.finetune_study import add_data_arguments, parse_rows
+
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -33,24 +35,14 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", nargs="+", default=["det", "map"], choices=["det", "map"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--percents", type=float, nargs="+", default=[10, 100])
-    p.add_argument("--det-iters", type=int, default=300)
+    p.add_argument("--det-iters", type=int, default=250)
     p.add_argument("--map-iters", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=3e-3,
                    help="one-cycle peak learning rate (the configs' 1e-3 is for 20 epochs)")
-    p.add_argument("--scenes", type=int, default=60)
-    p.add_argument("--val-scenes", type=int, default=10)
-    p.add_argument("--keyframes", type=int, default=4)
-    p.add_argument("--data-seed", type=int, default=100,
-                   help="generator seed of the labelled data (default 100: the fine-tuning "
-                        "study's scenes, other than the pretraining study's)")
+    add_data_arguments(p)
     args = p.parse_args(argv)
-    rows = {"random": None}
-    for item in args.row:
-        name, sep, path = item.partition("=")
-        if not sep or not name or name in rows:
-            p.error(f"--row {item!r}: expected a new NAME=PATH")
-        rows[name] = path
+    rows = parse_rows(p, args.row)
 
     from lidarcl.engine.progress import set_terminal_output
     from lidarcl.evaluation.bev_study import format_bev_tables, prepare_bev_data, run_bev_study

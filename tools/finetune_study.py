@@ -24,6 +24,8 @@ sys.path.insert(0, REPO)
 
 
 def main(argv=None) -> int:
+    from lidarcl.evaluation.finetune_study import add_data_arguments, parse_rows
+
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -37,20 +39,10 @@ def main(argv=None) -> int:
                    help="backbone learning rate, the head's is 100x (default: SLidR's 0.02 "
                         "at batch 16 scaled linearly to --batch-size, 0.0025 at 2)")
     p.add_argument("--voxel-size", type=float, default=0.2)
-    p.add_argument("--scenes", type=int, default=60)
-    p.add_argument("--val-scenes", type=int, default=10)
-    p.add_argument("--keyframes", type=int, default=4)
-    p.add_argument("--data-seed", type=int, default=100,
-                   help="generator seed of the labelled data (default 100: scenes other "
-                        "than the pretraining study's)")
+    add_data_arguments(p)
     p.add_argument("--no-voting", action="store_true")
     args = p.parse_args(argv)
-    rows = {"random": None}
-    for item in args.row:
-        name, sep, path = item.partition("=")
-        if not sep or not name or name in rows:
-            p.error(f"--row {item!r}: expected a new NAME=PATH")
-        rows[name] = path
+    rows = parse_rows(p, args.row)
 
     from lidarcl.engine.progress import set_terminal_output
     from lidarcl.evaluation.finetune_study import (format_finetune_table,

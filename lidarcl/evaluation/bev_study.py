@@ -110,9 +110,9 @@ def crop_detection(cfg, half_extent: float) -> None:
 
 def _run_one(repo: str, task: str, data: dict, work_dir: str, percent: float, seed: int,
              iters: int, batch_size: int, lr: float, checkpoint: str | None) -> dict:
-    from lidarcl.engine import build_pretrain_config, run_pretraining
+    from lidarcl.engine import build_pretrain_config
     from lidarcl.evaluation.det_inference import run_bev_test
-    from lidarcl.evaluation.finetune_study import _keep_weights_only, without_validation
+    from lidarcl.evaluation.finetune_study import train_then_score
 
     config, _ = BEV_TASKS[task]
     cfg = build_pretrain_config(os.path.join(repo, config), work_dir,
@@ -127,12 +127,7 @@ def _run_one(repo: str, task: str, data: dict, work_dir: str, percent: float, se
     cfg.randomness = dict(seed=seed, deterministic=True)
     if checkpoint:
         cfg.model.backbone_checkpoint = os.path.abspath(checkpoint)
-    start = time.perf_counter()
-    run_pretraining(without_validation(cfg), export=False, verb="trained")
-    train_seconds = time.perf_counter() - start
-    last = os.path.join(work_dir, f"iter_{iters}.pth")
-    result = run_bev_test(cfg, last)
-    _keep_weights_only(last)
+    result, train_seconds, last = train_then_score(cfg, work_dir, iters, run_bev_test)
     return {"metrics": result["metrics"], "train_seconds": train_seconds,
             "test_seconds_per_sample": result["seconds_per_sample"], "checkpoint": last}
 

@@ -30,7 +30,8 @@ import os
 import time
 
 __all__ = ["prepare_finetune_data", "run_finetune_study", "summarize_finetune",
-           "format_finetune_table", "scaled_lr"]
+           "format_finetune_table", "scaled_lr", "train_then_score", "without_validation",
+           "add_data_arguments", "parse_rows"]
 
 SEG_CONFIG = "configs/seg/minkunet34_synth_1pct.py"
 SLIDR_LR, SLIDR_BATCH = 0.02, 16
@@ -78,7 +79,7 @@ def prepare_finetune_data(root: str, scenes: int, keyframes: int, val_scenes: in
 def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, iters: int,
              checkpoint: str | None, voxel_size: float, batch_size: int,
              lr: float) -> dict:
-    from lidarcl.engine import build_pretrain_config, run_pretraining
+    from lidarcl.engine import build_pretrain_config
     from lidarcl.evaluation.seg_inference import run_segmentation_test
 
     # no validation inside the run (without_validation): the one evaluation is on the last
@@ -99,15 +100,48 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
     cfg.param_scheduler[1].update(begin=warm_up, end=iters)
     if checkpoint:
         cfg.model.backbone_checkpoint = checkpoint
+    result, train_seconds, last = train_then_score(cfg, work_dir, iters,
+                                                   run_segmentation_test)
+    return {"miou": result["metrics"]["mIoU"], "per_class": result["metrics"],
+            "train_seconds": train_seconds, "checkpoint": last,
+            "test_seconds_per_scan": result["seconds_per_scan"]}
+
+
+def train_then_score(cfg, work_dir: str, iters: int, score) -> tuple[dict, float, str]:
+    """Train ``cfg`` for ``iters`` iterations without validation, score the last checkpoint
+    with ``score(cfg, path)`` and keep its weights only. Returns ``(score's result,
+    training seconds, checkpoint path)``."""
+    from lidarcl.engine import run_pretraining
+
     start = time.perf_counter()
     run_pretraining(without_validation(cfg), export=False, verb="trained")
     train_seconds = time.perf_counter() - start
     last = os.path.join(work_dir, f"iter_{iters}.pth")
-    result = run_segmentation_test(cfg, last)
+    result = score(cfg, last)
     _keep_weights_only(last)
-    return {"miou": result["metrics"]["mIoU"], "per_class": result["metrics"],
-            "train_seconds": train_seconds, "checkpoint": last,
-            "test_seconds_per_scan": result["seconds_per_scan"]}
+    return result, train_seconds, last
+
+
+def add_data_arguments(parser) -> None:
+    """The generated dataset's arguments shared by the fine-tuning studies' tools."""
+    parser.add_argument("--scenes", type=int, default=60)
+    parser.add_argument("--val-scenes", type=int, default=10)
+    parser.add_argument("--keyframes", type=int, default=4)
+    parser.add_argument("--data-seed", type=int, default=100,
+                        help="generator seed of the labelled data (default 100: scenes "
+                             "other than the pretraining study's)")
+
+
+def parse_rows(parser, items) -> dict:
+    """``{"random": None, NAME: PATH, ...}`` of ``--row NAME=PATH`` items (parser.error on a
+    malformed or repeated one)."""
+    rows = {"random": None}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or name in rows:
+            parser.error(f"--row {item!r}: expected a new NAME=PATH")
+        rows[name] = path
+    return rows
 
 
 def without_validation(cfg):
