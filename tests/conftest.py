@@ -74,6 +74,22 @@ def tiny_dataset(tmp_path_factory) -> str:
     return summary["dataroot"]
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_global_state():
+    """Every test starts with torch's deterministic-algorithms flag and thread count as the
+    session had them: a run in the deterministic mode (mmengine's ``set_random_seed(...,
+    deterministic=True)``) turns ``torch.use_deterministic_algorithms`` on for the process
+    and never off, which made later tests of non-deterministic kernels fail."""
+    import torch
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.set_num_threads(threads)
+
+
 def load_tool(name: str):
     """``tools/<name>.py`` as a module (its ``main(argv)`` runs the CLI in-process)."""
     import importlib.util
