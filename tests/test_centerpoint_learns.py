@@ -35,12 +35,13 @@ def car_scans(tmp_path_factory) -> str:
 
 def _config(root: str, work_dir: str):
     from lidarcl.engine import build_pretrain_config
+    from lidarcl.evaluation.bev_study import STUDY_BEV_BACKBONE, crop_detection
 
     data_root = root.rstrip("/") + "/"
     cfg = build_pretrain_config(CONFIG, work_dir, cfg_options={
         "train_dataloader.dataset.data_root": data_root,
         "val_dataloader.dataset.data_root": data_root, "val_evaluator.data_root": data_root,
-        "val_evaluator.max_range": RANGE, "train_dataloader.batch_size": 2,
+        "train_dataloader.batch_size": 2,
         "train_dataloader.num_workers": 0, "val_dataloader.num_workers": 0,
         "train_dataloader.persistent_workers": False,
         "val_dataloader.persistent_workers": False,
@@ -48,18 +49,12 @@ def _config(root: str, work_dir: str):
         "param_scheduler.0.total_steps": ITERS, "param_scheduler.0.eta_max": 3e-3,
         "default_hooks.checkpoint.interval": ITERS, "default_hooks.checkpoint.save_best": None,
         "model.head.class_names": ["car"], "model.head.tasks": [["car"]],
-        "model.head.test_cfg.nms.min_radius": [4],
-        "model.head.test_cfg.post_center_range": [-RANGE - 2, -RANGE - 2, -10.0,
-                                                  RANGE + 2, RANGE + 2, 10.0],
-        "model.backbone.point_range": [-RANGE, -RANGE, -5.0, RANGE, RANGE, 3.0],
-        "model.bev_backbone.layer_nums": [1, 1], "model.bev_backbone.num_filters": [32, 64],
-        "model.bev_backbone.num_upsample_filters": [64, 64]}, allow_new_keys=True)
+        "model.head.test_cfg.nms.min_radius": [4]})
     pipeline = cfg.train_dataloader.dataset.pipeline
     assert pipeline[1]["type"] == "ObjectSample"
     del pipeline[1]  # the scans' own cars are enough here
-    for transform in pipeline + cfg.val_dataloader.dataset.pipeline:
-        if "point_cloud_range" in transform:
-            transform["point_cloud_range"] = [-RANGE, -RANGE, -5.0, RANGE, RANGE, 3.0]
+    crop_detection(cfg, RANGE)  # ranges, centre range, devkit class ranges capped
+    cfg.model.bev_backbone.update(STUDY_BEV_BACKBONE)
     cfg.randomness = dict(seed=0, deterministic=True)
     return cfg
 
