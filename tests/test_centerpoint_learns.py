@@ -54,7 +54,7 @@ def _config(root: str, work_dir: str):
     assert pipeline[1]["type"] == "ObjectSample"
     del pipeline[1]  # the scans' own cars are enough here
     crop_detection(cfg, RANGE)  # ranges, centre range, devkit class ranges capped
-    cfg.model.bev_backbone.update(STUDY_BEV_BACKBONE)
+    cfg.model.bev_backbone.update(STUDY_BEV_BACKBONE["det"])
     cfg.randomness = dict(seed=0, deterministic=True)
     return cfg
 

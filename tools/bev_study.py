@@ -3,14 +3,14 @@
 map segmentation on VoxelBackBone8x fine-tuned at 10 % and 100 % of a generated dataset's
 labels from random initialisation and from pretrained encoders, over seeds; resumable.
 
-    python tools/bev_study.py --out outputs/bev_study --seeds 0 1 2 --det-iters 300 --map-iters 100 \
-        --row prc=outputs/study/seed{seed}/prc_voxelbackbone8x/backbone.pth \
-        --row pointcontrast=outputs/study/seed{seed}/pointcontrast_voxelbackbone8x/backbone.pth
+    python tools/bev_study.py --out outputs/bev_study --seeds 0 1 2 --det-iters 250 --map-iters 80 \
+        --row 'prc=outputs/study/seed{seed}/prc_voxelbackbone8x/backbone.pth' \
+        --row 'pointcontrast=outputs/study/seed{seed}/pointcontrast_voxelbackbone8x/backbone.pth'
 
 Every task, fraction, row and seed is one fine-tuning (--det-iters / --map-iters iterations)
-and one evaluation on every validation scan (devkit mAP / NDS; mIoU@max); the tables (mean +- std over the seeds,
-gain over random initialisation of the same seed, rows above beyond the spread) are printed
-and written to <out>/bev_table.md, every figure to <out>/bev_study.json.
+and one evaluation on every validation scan (devkit mAP / NDS; mIoU@max); the tables
+(mean +- std over the seeds, gain over random initialisation of the same seed, rows above
+beyond the spread) are printed and written to <out>/bev_table.md, every figure to <out>/bev_study.json.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--percents", type=float, nargs="+", default=[10, 100])
     p.add_argument("--det-iters", type=int, default=250)
-    p.add_argument("--map-iters", type=int, default=100)
+    p.add_argument("--map-iters", type=int, default=80)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=3e-3,
                    help="one-cycle peak learning rate (the configs' 1e-3 is for 20 epochs)")
