@@ -16,7 +16,8 @@ from mmengine.registry import Registry
 DATASETS = Registry("dataset", parent=MMENGINE_DATASETS, scope="lidarcl",
                     locations=["lidarcl.datasets"])
 TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope="lidarcl",
-                      locations=["lidarcl.datasets.transforms"])
+                      locations=["lidarcl.datasets.transforms",
+                                 "lidarcl.robustness.corruptions"])
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope="lidarcl",
                   locations=["lidarcl.models"])
 # samplers and collate functions come from mmengine; these children let the Runner find

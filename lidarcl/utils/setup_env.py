@@ -15,7 +15,8 @@ def register_all_modules(init_default_scope: bool = True) -> None:
 
     Registers the datasets and transforms (``lidarcl.datasets``), the backbones, losses
     and pretrainers (``lidarcl.models``) and the hooks and model wrappers
-    (``lidarcl.engine``) in the registries of :mod:`lidarcl.registry`.
+    (``lidarcl.engine``) and the corruptions (``lidarcl.robustness.corruptions``) in the
+    registries of :mod:`lidarcl.registry`.
 
     Args:
         init_default_scope: also make ``lidarcl`` mmengine's default scope, so that
@@ -24,6 +25,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import lidarcl.datasets  # noqa: F401  (registers datasets and transforms)
     import lidarcl.engine  # noqa: F401  (registers the hooks and model wrappers)
     import lidarcl.models  # noqa: F401  (registers backbones, losses and pretrainers)
+    import lidarcl.robustness.corruptions  # noqa: F401  (registers the corruptions)
 
     if init_default_scope:
         from mmengine.registry import DefaultScope

@@ -1,0 +1,233 @@
+"""Robo3D's sensor-side corruptions (lidarcl/robustness/corruptions/sensor.py): each checked
+against the parameter it claims, on the real nuScenes frame (its 32 rings, 69 boxes) and on
+generated scans with lidarseg labels; per-sample determinism; labels and instance ids that
+follow the points."""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from conftest import REAL_DATA
+from lidarcl.datasets.nuscenes_constants import LIDARSEG_CATEGORIES
+from lidarcl.datasets.nuscenes_dataset import NUSCENES_NAME_MAPPING
+from lidarcl.robustness.corruptions import (CORRUPTIONS, IGNORE_LABEL, BeamMissing,
+                                            CrossSensor, Crosstalk, IncompleteEcho,
+                                            MotionBlur, build_corruption)
+
+
+@pytest.fixture(scope="module")
+def real_points() -> np.ndarray:
+    paths = sorted(glob.glob(os.path.join(REAL_DATA.nuscenes_root, "samples", "LIDAR_TOP",
+                                          "*.bin")))
+    if not paths:
+        pytest.skip(f"no real nuScenes frame under {REAL_DATA.nuscenes_root}")
+    return np.fromfile(paths[0], np.float32).reshape(-1, 5)
+
+
+def real_sample(points: np.ndarray, token: str = "real") -> dict:
+    """The frame as LoadPoints(use_dims=None) gives it, plus a per-point row index (as a
+    per-point array, so it must follow every selection the labels follow)."""
+    return {"token": token, "points": points.copy(), "points_use_dims": (0, 1, 2, 3, 4),
+            "row": np.arange(len(points)), "point_keys": ["row"]}
+
+
+@pytest.fixture(scope="module")
+def labelled(tiny_dataset) -> list[dict]:
+    """Generated keyframes with raw lidarseg labels, all five columns and boxes."""
+    from lidarcl.datasets.nuscenes_dataset import NuScenesDataset
+    from lidarcl.datasets.transforms.loading import LoadLidarsegLabels, LoadPoints
+
+    ds = NuScenesDataset(os.path.join(tiny_dataset, "nuscenes_infos_train.json"),
+                         data_root=tiny_dataset,
+                         pipeline=[LoadPoints(use_dims=None), LoadLidarsegLabels()])
+    samples = [ds[i] for i in range(len(ds))]
+    for s in samples:
+        s["row"] = np.arange(len(s["points"]))
+        s["point_keys"] = ["row"]
+    return samples
+
+
+def copy(sample: dict) -> dict:
+    return {k: (v.copy() if isinstance(v, np.ndarray) else list(v) if isinstance(v, list)
+                else v) for k, v in sample.items()}
+
+
+def test_the_real_frame_has_32_rings(real_points):
+    assert set(np.unique(real_points[:, 4]).astype(int)) == set(range(32))
+
+
+# ---------------------------------------------------------------------- beam missing
+@pytest.mark.parametrize("severity, dropped", [(1, 8), (2, 16), (3, 24)])
+def test_beam_missing_drops_that_fraction_of_the_rings_and_only_them(real_points, severity,
+                                                                     dropped):
+    out = BeamMissing(severity)(real_sample(real_points))
+    before = set(np.unique(real_points[:, 4]).astype(int))
+    after = set(np.unique(out["points"][:, 4]).astype(int))
+    gone = before - after
+    assert len(after) == 32 - dropped  # moderate: half of the rings are left
+    assert min(gone) >= 2 and max(gone) <= 28  # Robo3D's droppable rings
+    # every point of a kept ring is there, unchanged, in its order; the rows follow
+    expected = np.flatnonzero(~np.isin(real_points[:, 4], sorted(gone)))
+    np.testing.assert_array_equal(out["row"], expected)
+    np.testing.assert_array_equal(out["points"], real_points[expected])
+    assert out["points"].dtype == np.float32 and out["points"].shape[1] == 5
+    assert out["corruptions"] == [{"name": "beam_missing", "severity": severity,
+                                   "beam_fraction": dropped / 32}]
+
+
+def test_beam_missing_repeats_per_sample_and_varies_across_samples(real_points):
+    corruption = BeamMissing("moderate", seed=7)
+    first = corruption(real_sample(real_points, "a"))["points"]
+    # another sample in between, and a new instance (another process would build one)
+    corruption(real_sample(real_points, "b"))
+    again = BeamMissing(2, seed=7)(real_sample(real_points, "a"))["points"]
+    np.testing.assert_array_equal(first, again)
+    rings = {tuple(np.unique(BeamMissing(2, seed=7)(real_sample(real_points, t))["points"][:, 4]))
+             for t in "abcdef"}
+    assert len(rings) > 1  # the draw depends on the sample
+    other_seed = BeamMissing(2, seed=8)(real_sample(real_points, "a"))["points"]
+    assert not np.array_equal(first, other_seed)
+
+
+def test_a_corruption_needing_rings_names_the_missing_column(real_points):
+    sample = {"token": "x", "points": real_points[:, :4].copy(), "points_use_dims": (0, 1, 2, 3)}
+    with pytest.raises(ValueError, match="ring index .*use_dims including 4"):
+        BeamMissing(1)(sample)
+
+
+# ---------------------------------------------------------------------- cross-sensor
+KEPT_RINGS = {1: set(range(32)) - set(range(1, 32, 4)), 2: set(range(0, 32, 2)),
+              3: {0, 5, 9, 13, 17, 21, 25, 29}}  # np.arange(1, 32, 1.33).astype(int) dropped
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3])
+def test_cross_sensor_keeps_fixed_rings_then_every_second_point(real_points, severity):
+    kept_rings = KEPT_RINGS[severity]
+    assert len(kept_rings) == (24, 16, 8)[severity - 1]
+    on_kept = np.flatnonzero(np.isin(real_points[:, 4], sorted(kept_rings)))
+    # Robo3D's [::2] in the file's order; nuScenes' firing-major files then keep every
+    # second kept ring of each firing, whole: 12 / 8 / 4 rings
+    out = CrossSensor(severity)(real_sample(real_points))
+    np.testing.assert_array_equal(out["row"], on_kept[::2])
+    rings = np.unique(out["points"][:, 4]).astype(int)
+    assert set(rings) == set(sorted(kept_rings)[::2]) and len(rings) == len(kept_rings) // 2
+    # no randomness: any seed and token give the same scan
+    np.testing.assert_array_equal(
+        out["points"], CrossSensor(severity, seed=3)(real_sample(real_points, "z"))["points"])
+
+    # the sensor the paper describes: every kept ring, each at half its azimuth resolution
+    swap = CrossSensor(severity, mode="azimuth")(real_sample(real_points))
+    assert set(np.unique(swap["points"][:, 4]).astype(int)) == kept_rings
+    for r in kept_rings:
+        ring_rows = np.flatnonzero(real_points[:, 4] == r)
+        azimuth = np.arctan2(real_points[ring_rows, 1], real_points[ring_rows, 0])
+        expected = np.sort(ring_rows[np.argsort(azimuth, kind="stable")][::2])
+        np.testing.assert_array_equal(swap["row"][swap["points"][:, 4] == r], expected)
+
+
+# ------------------------------------------------------------------------- crosstalk
+@pytest.mark.parametrize("severity", [1, 2, 3])
+def test_crosstalk_moves_its_fraction_of_points_by_three_metres_noise(labelled, severity):
+    sample = copy(labelled[0])
+    before, labels = sample["points"].copy(), sample["pts_semantic_mask"].copy()
+    out = Crosstalk(severity)(sample)
+    fraction = (0.03, 0.07, 0.12)[severity - 1]
+    moved = np.flatnonzero(np.any(out["points"][:, :4] != before[:, :4], axis=1))
+    assert len(moved) == int(fraction * len(before))  # crosstalk at 3 % moves 3 %
+    assert len(out["points"]) == len(before)
+    np.testing.assert_array_equal(out["points"][:, 4], before[:, 4])  # rings untouched
+    displacement = (out["points"][moved, :3] - before[moved, :3]).ravel()
+    # N(0, 3^2) per coordinate: the sample std of >= 300 draws is within 15 % of 3
+    assert abs(displacement.std() - 3.0) < 0.45 and abs(displacement.mean()) < 0.5
+    assert np.all(out["pts_semantic_mask"][moved] == IGNORE_LABEL)
+    still = np.setdiff1d(np.arange(len(before)), moved)
+    np.testing.assert_array_equal(out["pts_semantic_mask"][still], labels[still])
+
+
+# ------------------------------------------------------------------- incomplete echo
+def _vehicle_groups():
+    return [[LIDARSEG_CATEGORIES.index(c) for c in group] for group in
+            (("vehicle.bicycle",), ("vehicle.bus.bendy", "vehicle.bus.rigid"), ("vehicle.car",),
+             ("vehicle.construction",), ("vehicle.motorcycle",), ("vehicle.trailer",),
+             ("vehicle.truck",))]
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3])
+def test_incomplete_echo_drops_its_fraction_of_each_vehicle_class(labelled, severity):
+    ratio = (0.75, 0.85, 0.95)[severity - 1]
+    sample = copy(labelled[0])
+    labels = sample["pts_semantic_mask"].copy()
+    out = IncompleteEcho(severity)(sample)
+    vehicles = np.concatenate(_vehicle_groups())
+    checked = 0
+    for group in _vehicle_groups():
+        n = int(np.isin(labels, group).sum())
+        left = int(np.isin(out["pts_semantic_mask"], group).sum())
+        assert left == (n - int(n * ratio) if n > 10 else n), group
+        checked += n > 10
+    assert checked >= 1, "the generated scan has no vehicle class with over 10 points"
+    # the rest is untouched, row for row, and the labels follow their points
+    others = np.flatnonzero(~np.isin(labels, vehicles))
+    assert set(others) <= set(out["row"])
+    np.testing.assert_array_equal(out["pts_semantic_mask"], labels[out["row"]])
+    np.testing.assert_array_equal(out["points"], labelled[0]["points"][out["row"]])
+
+
+def test_incomplete_echo_uses_the_boxes_without_point_labels(labelled):
+    from lidarcl.structures.boxes import points_in_boxes
+
+    sample = copy(labelled[0])
+    del sample["pts_semantic_mask"]
+    names = np.asarray(sample["gt_names"])  # raw category names; detection names also work
+    assert "vehicle.car" in names
+    out = IncompleteEcho(3)(sample)
+    inside = points_in_boxes(labelled[0]["points"][:, :3], sample["gt_boxes"][:, :7])
+    cars = inside[:, names == "vehicle.car"].any(1)
+    n = int(cars.sum())
+    assert n > 10
+    assert int(cars[out["row"]].sum()) == n - int(n * 0.95)
+    vehicle_boxes = np.array([n.startswith("vehicle.") for n in names])
+    outside = np.flatnonzero(~inside[:, vehicle_boxes].any(1))
+    assert set(outside) <= set(out["row"])  # only points in vehicle boxes go
+    sample = copy(labelled[0])
+    del sample["pts_semantic_mask"]
+    sample["gt_names"] = np.array([NUSCENES_NAME_MAPPING.get(n, n) for n in names],
+                                  dtype=object)
+    np.testing.assert_array_equal(IncompleteEcho(3)(sample)["row"], out["row"])
+    with pytest.raises(ValueError, match="needs point labels"):
+        IncompleteEcho(1)({"token": "t", "points": sample["points"]})
+
+
+# ----------------------------------------------------------------------- motion blur
+@pytest.mark.parametrize("severity", [1, 3])
+def test_motion_blur_shifts_the_scan_and_jitters_each_point(real_points, severity):
+    sigma = (0.2, 0.3, 0.4)[severity - 1]
+    out = MotionBlur(severity)(real_sample(real_points))
+    delta = out["points"][:, :3].astype(np.float64) - real_points[:, :3]
+    shift = delta.mean(0)  # the common translation (the jitter averages out over 35k points)
+    jitter = delta - shift
+    np.testing.assert_allclose(jitter.std(0), [0.1 * sigma, 0.1 * sigma, 0.05 * sigma],
+                               rtol=0.05)
+    assert np.all(np.abs(shift) < 5 * sigma)
+    np.testing.assert_array_equal(out["points"][:, 3:], real_points[:, 3:])
+    np.testing.assert_array_equal(out["row"], np.arange(len(real_points)))
+
+
+# ----------------------------------------------------------------------- the registry
+def test_every_corruption_builds_by_name_and_from_a_config():
+    from lidarcl.registry import TRANSFORMS
+
+    assert {"beam_missing", "cross_sensor", "crosstalk", "incomplete_echo",
+            "motion_blur"} <= set(CORRUPTIONS)
+    for name, cls in CORRUPTIONS.items():
+        assert len(cls.parameters) in (3, 5) and cls.source, name
+        built = TRANSFORMS.build(dict(type=cls.__name__, severity="heavy"))
+        assert isinstance(built, cls) and built.severity == 3
+        assert build_corruption(name, 1).parameter == cls.parameters[0]
+    with pytest.raises(ValueError, match="severity 4 is not in 1..3"):
+        BeamMissing(4)
+    with pytest.raises(ValueError, match="unknown corruption 'rain'"):
+        build_corruption("rain", 1)
