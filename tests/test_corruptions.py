@@ -231,3 +231,97 @@ def test_every_corruption_builds_by_name_and_from_a_config():
         BeamMissing(4)
     with pytest.raises(ValueError, match="unknown corruption 'rain'"):
         build_corruption("rain", 1)
+
+
+# ------------------------------------------------------------------------------- fog
+def test_fog_soft_response_matches_an_independent_quadrature():
+    """The normalised soft echo (Hahner et al. ICCV 2021, Eq. 9-11) against scipy's adaptive
+    quadrature of the same integrand."""
+    from scipy.integrate import quad
+
+    from lidarcl.robustness.corruptions.fog import soft_response
+
+    c, tau = 299_792_458.0, 20e-9
+
+    def integrand(t, R, R0, alpha):
+        r = R - c * t / 2
+        if r <= 0.9 or r > R0:
+            return 0.0
+        xi = min(1.0, (r - 0.9) / 0.1)
+        return np.sin(np.pi * t / (2 * tau)) ** 2 * np.exp(-2 * alpha * r) * xi / r ** 2
+
+    for R, R0, alpha in [(4.7, 30.0, 0.0), (3.0, 30.0, 0.03), (8.0, 6.0, 0.06), (2.0, 50, 0.01)]:
+        expected = quad(integrand, 0, 2 * tau, args=(R, R0, alpha), points=[2 * (R - 1) / c],
+                        epsabs=0, epsrel=1e-9, limit=200)[0]
+        assert soft_response(R, R0, alpha) == pytest.approx(expected, rel=1e-4)
+
+
+def test_fog_table_reproduces_robo3ds_lookup_tables():
+    """Robo3D's nuScenes-C lookup tables (one per alpha, identical for the three betas): for
+    targets beyond ~4.8 m the soft peak sits at 4.70 m (4.60 m at alpha 0.06) with the
+    normalised strength 4.64e-9 / 4.57e-9 / 4.21e-9 / 3.82e-9; nearer targets peak one grid
+    step in front of themselves."""
+    from lidarcl.robustness.corruptions.fog import soft_peak_table
+
+    for alpha, strength, at in [(0.0, 4.64e-9, 4.70), (0.005, 4.57e-9, 4.70),
+                                (0.03, 4.21e-9, 4.70), (0.06, 3.82e-9, 4.60)]:
+        peak, where = soft_peak_table(alpha)
+        assert len(peak) == 2001  # R0 = 0, 0.1, ..., 200 m
+        assert peak[500] == pytest.approx(strength, rel=2e-3)
+        assert where[500] == pytest.approx(at, abs=0.01) and where[2000] == where[500]
+        assert where[30] == pytest.approx(2.9, abs=0.01)  # R0 = 3 m
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.06])
+def test_fog_attenuates_hard_returns_and_turns_far_weak_ones_into_fog(real_points, alpha):
+    from lidarcl.robustness.corruptions.fog import BETA_0, Fog, soft_peak_table
+
+    beta = 0.05
+    out = Fog("moderate", alpha=alpha)(real_sample(real_points))
+    distance = np.linalg.norm(real_points[:, :3].astype(np.float64), axis=1)
+    intensity = real_points[:, 3].astype(np.float64)
+    moved = np.any(out["points"][:, :3] != real_points[:, :3], axis=1)
+    # hard returns: unchanged position, intensity attenuated twice over the path (Eq. 6)
+    np.testing.assert_array_equal(out["points"][~moved, 3],
+                                  np.round(np.exp(-2 * alpha * distance[~moved])
+                                           * intensity[~moved]).astype(np.float32))
+    # fog returns exactly where the soft peak beats the attenuated hard one
+    peak, at = soft_peak_table(alpha)
+    strength = peak[np.minimum(np.round(distance * 10).astype(int), 2000)]
+    expected = strength * intensity * distance ** 2 * beta / BETA_0 > np.round(
+        np.exp(-2 * alpha * distance) * intensity)
+    np.testing.assert_array_equal(moved, expected)
+    if alpha == 0.0:  # then the onset is one range: sqrt(beta_0 / (I beta)) = 37.1 m
+        onset = np.sqrt(BETA_0 / (peak[2000] * beta))
+        assert onset == pytest.approx(37.1, abs=0.1)
+        assert not moved[distance < onset - 0.1].any()
+        assert moved[(distance > onset + 0.1) & (intensity >= 1)].all()
+    assert 0.05 < moved.mean() < 0.9
+    # a fog return lies near the soft peak: R_fog * R0 / d with d within R0 +- 10 m
+    new = np.linalg.norm(out["points"][moved, :3].astype(np.float64), axis=1)
+    r0, r_fog = distance[moved], at[np.round(distance[moved] * 10).clip(0, 2000).astype(int)]
+    assert np.all(new >= r_fog * r0 / (r0 + 10) - 1e-3)
+    assert np.all(new <= r_fog * r0 / np.maximum(r0 - 10, 1.0) + 1e-3)
+    assert np.all(out["points"][moved, 3] <= 255)
+    np.testing.assert_array_equal(out["row"], np.arange(len(real_points)))
+    assert out["corruptions"][0]["beta"] == beta and out["fog_alpha"] == alpha
+
+
+def test_fog_grows_with_severity_relabels_its_returns_and_repeats(labelled):
+    from lidarcl.robustness.corruptions.fog import Fog
+
+    fractions = []
+    for severity in (1, 2, 3):
+        sample = copy(labelled[0])
+        labels = sample["pts_semantic_mask"].copy()
+        out = Fog(severity, alpha=0.02)(sample)
+        moved = np.any(out["points"][:, :3] != labelled[0]["points"][:, :3], axis=1)
+        assert np.all(out["pts_semantic_mask"][moved] == IGNORE_LABEL)
+        np.testing.assert_array_equal(out["pts_semantic_mask"][~moved], labels[~moved])
+        fractions.append(moved.mean())
+    assert fractions[0] < fractions[1] < fractions[2]
+    # the attenuation drawn per scan is one of Robo3D's, and repeats per sample
+    draws = {Fog(2)(copy(s))["fog_alpha"] for s in labelled}
+    assert draws <= {0.0, 0.005, 0.01, 0.02, 0.03, 0.06}
+    a, b = Fog(2, seed=1)(copy(labelled[1])), Fog(2, seed=1)(copy(labelled[1]))
+    np.testing.assert_array_equal(a["points"], b["points"])

@@ -3,9 +3,10 @@ transform ``sample -> sample`` at a given severity, seeded per sample
 (:class:`~lidarcl.robustness.corruptions.base.Corruption`)."""
 from lidarcl.robustness.corruptions.base import (CORRUPTIONS, IGNORE_LABEL, SEVERITY_NAMES,
                                                  Corruption, build_corruption, ring_index)
+from lidarcl.robustness.corruptions.fog import Fog
 from lidarcl.robustness.corruptions.sensor import (BeamMissing, CrossSensor, Crosstalk,
                                                    IncompleteEcho, MotionBlur)
 
 __all__ = ["CORRUPTIONS", "IGNORE_LABEL", "SEVERITY_NAMES", "Corruption", "build_corruption",
-           "ring_index", "BeamMissing", "CrossSensor", "Crosstalk", "IncompleteEcho",
+           "ring_index", "Fog", "BeamMissing", "CrossSensor", "Crosstalk", "IncompleteEcho",
            "MotionBlur"]
