@@ -325,3 +325,76 @@ def test_fog_grows_with_severity_relabels_its_returns_and_repeats(labelled):
     assert draws <= {0.0, 0.005, 0.01, 0.02, 0.03, 0.06}
     a, b = Fog(2, seed=1)(copy(labelled[1])), Fog(2, seed=1)(copy(labelled[1]))
     np.testing.assert_array_equal(a["points"], b["points"])
+
+
+# ------------------------------------------------------------------------ wet ground
+def test_fresnel_power_conserves_energy_and_knows_brewsters_angle():
+    from lidarcl.robustness.corruptions.wet_ground import fresnel_power
+
+    angles = np.radians(np.linspace(0, 80, 17))
+    for n1, n2 in [(1.0003, 1.33), (1.33, 1.0003)]:
+        inside = angles < np.arcsin(min(1.0, n2 / n1))  # below the critical angle
+        rs, ts, rp, tp, _ = fresnel_power(angles[inside], n1, n2)
+        np.testing.assert_allclose(rs + ts, 1.0, atol=1e-12)
+        np.testing.assert_allclose(rp + tp, 1.0, atol=1e-12)
+    rs, _, rp, _, _ = fresnel_power(0.0, 1.0003, 1.33)
+    assert rs == pytest.approx(((1.0003 - 1.33) / (1.0003 + 1.33)) ** 2) == rp
+    assert fresnel_power(np.arctan(1.33 / 1.0003), 1.0003, 1.33)[2] == pytest.approx(0, abs=1e-12)
+
+
+def test_wet_ground_transmittance_sums_every_bounce_in_the_film():
+    from lidarcl.robustness.corruptions.wet_ground import fresnel_power, wet_ground_transmittance
+
+    angles, rho = np.radians([10.0, 45.0, 80.0]), np.array([0.05, 0.3, 1.0])
+    _, tis, _, tip, refracted = fresnel_power(angles, 1.0003, 1.33)
+    rbs, tos, rbp, top, _ = fresnel_power(refracted, 1.33, 1.0003)
+    bounces = sum((rho * rbs) ** k for k in range(200)), sum((rho * rbp) ** k for k in range(200))
+    expected = np.maximum(tis * rho * tos * bounces[0], tip * rho * top * bounces[1])
+    np.testing.assert_allclose(wet_ground_transmittance(angles, rho), expected, rtol=1e-12)
+
+
+def test_wet_ground_darkens_and_drops_only_ground_points_more_with_severity(labelled):
+    from lidarcl.robustness.corruptions.wet_ground import WetGround
+
+    ground_labels = [LIDARSEG_CATEGORIES.index(c) for c in
+                     ("flat.driveable_surface", "flat.other", "flat.sidewalk")]
+    original = labelled[0]
+    ground = np.isin(original["pts_semantic_mask"], ground_labels)
+    assert ground.sum() >= 1000
+    lost = []
+    for severity in (1, 2, 3):
+        out = WetGround(severity)(copy(original))
+        rows = out["row"]
+        # every non-ground point is there, unchanged; only ground points go
+        assert set(np.flatnonzero(~ground)) <= set(rows)
+        other = ~ground[rows]
+        np.testing.assert_array_equal(out["points"][other], original["points"][rows[other]])
+        # ground points keep position and ring, and never get brighter
+        np.testing.assert_array_equal(out["points"][~other][:, [0, 1, 2, 4]],
+                                      original["points"][rows[~other]][:, [0, 1, 2, 4]])
+        assert np.all(out["points"][~other, 3] <= original["points"][rows[~other], 3] + 1e-4)
+        np.testing.assert_array_equal(out["pts_semantic_mask"], original["pts_semantic_mask"][rows])
+        lost.append(1 - len(rows) / len(original["points"]))
+    assert 0 < lost[0] < lost[2]
+
+    class Dry(WetGround):
+        parameters = (0.0,)
+        noise_floors = (0.7,)
+
+    dry = Dry(1)(copy(original))  # no water: the reflectivity model returns the input
+    kept_ground = ground[dry["row"]]
+    np.testing.assert_allclose(dry["points"][kept_ground, 3],
+                               original["points"][dry["row"][kept_ground], 3], rtol=1e-5)
+
+
+def test_wet_ground_fits_a_plane_without_point_labels(real_points):
+    from lidarcl.datasets.regions import fit_ground_plane
+    from lidarcl.robustness.corruptions.wet_ground import WetGround
+
+    out = WetGround(3)(real_sample(real_points))
+    plane, _ = fit_ground_plane(real_points[:, :3])
+    near = np.abs(real_points[:, :3].astype(np.float64) @ plane[:3] + plane[3]) < 0.5
+    assert near.sum() >= 1000 and len(out["row"]) < len(real_points)
+    assert set(np.flatnonzero(~near)) <= set(out["row"])  # only points near the plane go
+    changed = out["points"][:, 3] != real_points[out["row"], 3]
+    assert changed.any() and near[out["row"][changed]].all()
