@@ -36,3 +36,28 @@ def test_pretrain_benchmark_measures_a_momentum_method_in_both_modes(real_data):
     low = (deterministic - 0.005) / (model + 0.005) - 0.005
     high = (deterministic + 0.005) / max(model - 0.005, 1e-9) + 0.005
     assert low <= float(ratio[:-1]) <= high
+
+
+def test_corruption_benchmark_times_every_corruption_and_severity(real_data, tmp_path):
+    import json
+
+    from lidarcl.robustness.corruptions import CORRUPTIONS
+
+    root = real_data.require_nuscenes()
+    if not (root / "v1.0-mini" / "sample.json").is_file():
+        pytest.skip(f"the corruption benchmark reads v1.0-mini tables; {root} has none")
+    out = tmp_path / "corruptions.json"
+    proc = subprocess.run([sys.executable, "tools/benchmark.py", "corruptions", "--threads",
+                           "1", "--repeats", "1", "--data-root", str(root), "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (result,) = json.loads(out.read_text())
+    measured = {(r["corruption"], r["severity"]) for r in result["rows"]}
+    assert measured == {(name, s) for name, cls in CORRUPTIONS.items()
+                        for s in range(1, len(cls.parameters) + 1)}
+    for row in result["rows"]:
+        assert row["seconds"] > 0 and row["points_in"] == 34688
+        assert f"| {row['corruption']} | {row['severity']} |" in proc.stdout
+    beams = {r["severity"]: r["points_out"] for r in result["rows"]
+             if r["corruption"] == "beam_missing"}
+    assert beams == {1: 34688 * 3 // 4, 2: 34688 // 2, 3: 34688 // 4}  # 1084 points a ring

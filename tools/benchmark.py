@@ -24,6 +24,9 @@ sample of CenterPoint and BEV map segmentation at 0.075 m on the real nuScenes f
 the keyframe alone and with a 10-sweep stand-in (``benchmarks/detection.py``)
     python tools/benchmark.py detection [--threads 2] [--iters 3] [--batch 2]
         [--models centerpoint bevmap] [--loads keyframe sweeps10] [--json PATH]
+``corruptions``: seconds per scan of every corruption and severity on the real nuScenes frame
+against loading it, fog and snow against their 0.5 s target (``benchmarks/corruptions.py``)
+    python tools/benchmark.py corruptions [--threads 1 2] [--repeats 5] [--json PATH]
 """
 from __future__ import annotations
 
@@ -97,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "copies, a stand-in for the cost of 10 sweeps")
     det.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
     det.add_argument("--json", default=None, help="also write the figures to this file")
+    cor = sub.add_parser("corruptions", help="seconds per scan of every corruption and "
+                                             "severity on the real frame")
+    cor.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    cor.add_argument("--repeats", type=int, default=5)
+    cor.add_argument("--data-root", default=str(ROOT.parent / "shared/data/real/nuscenes"))
+    cor.add_argument("--json", default=None, help="also write the figures to this file")
     return parser
 
 
@@ -117,6 +126,9 @@ def main(argv=None) -> int:
     if args.command == "detection":
         from benchmarks import detection
         return detection.main(args)
+    if args.command == "corruptions":
+        from benchmarks import corruptions
+        return corruptions.main(args)
     return 2
 
 
