@@ -199,14 +199,24 @@ def _pretrain(config: str, data_root: str, work_dir: Path, extra: list[str]):
 
 
 @pytest.mark.parametrize("config, extra", [
-    ("fac_minkunet34_synth", ["model.num_anchors=256"]),
+    ("fac_minkunet34_synth", ["model.num_anchors=256", "model.backbone.stem_channels=16",
+                              "model.backbone.planes=[16,32,64,64,64,64,48,48]"]),
     ("prc_ptv3_synth", ["model.backbone.enc_patch_size=[128,128,128,128,128]",
-                        "model.backbone.dec_patch_size=[128,128,128,128]"]),
+                        "model.backbone.dec_patch_size=[128,128,128,128]",
+                        "model.backbone.enc_depths=[1,1,1,1,1]",
+                        "model.backbone.enc_channels=[32,64,64,128,128]",
+                        "model.backbone.enc_num_heads=[2,4,4,8,8]",
+                        "model.backbone.dec_depths=[1,1,1,1]",
+                        "model.backbone.dec_channels=[64,64,64,128]",
+                        "model.backbone.dec_num_heads=[4,4,4,8]"]),
 ])
 def test_deterministic_runs_write_identical_checkpoints(config, extra, tiny_dataset, tmp_path):
     """Two seeded runs at once (so that they load the CPU as a shared machine does), each
     computing its own regions, write bit-identical checkpoints; their traces agree at every
-    iteration (data batch, gradients, weights)."""
+    iteration (data batch, gradients, weights). The backbones are narrowed (every block
+    type and stage kept, fewer channels and blocks; the same code paths): a FAC / PTv3 run
+    alone takes 15 / 22 s instead of 22 / 32 s and writes a 72 / 36 MB checkpoint instead
+    of 0.6 GB."""
     sys.path.insert(0, str(REPO / "tools"))
     import compare_runs
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import load_tool
 from lidarcl.errors import DataError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,16 +179,17 @@ def test_train_tool_rejects_a_mismatched_backbone(finetuned):
     assert not os.path.exists(work / "wrong_run")  # stopped before anything was built
 
 
-def test_test_tool_metrics_voting_tta_and_submission(finetuned, tiny_dataset):
+def test_test_tool_metrics_voting_tta_and_submission(finetuned, tiny_dataset, capsys):
     work, config, options, _ = finetuned
     checkpoint = str(work / "run" / "best_mIoU_iter_2.pth")
     val = [o for o in options if o.startswith("val_") or "dataset.data_root" in o]
 
+    tool = load_tool("test")  # in-process: one import of torch, spconv and mmengine
+
     def test_tool(*extra):
-        out = subprocess.run([sys.executable, "tools/test.py", config, checkpoint, *extra,
-                              "--cfg-options", *val], capture_output=True, text=True, cwd=REPO)
-        assert out.returncode == 0, out.stderr[-3000:]
-        return out.stdout
+        capsys.readouterr()
+        assert tool.main([os.path.join(REPO, config), checkpoint, *extra, "--cfg-options", *val]) == 0
+        return capsys.readouterr().out
 
     plain = test_tool("--metrics-out", str(work / "m.json"))
     metrics = json.loads((work / "m.json").read_text())
