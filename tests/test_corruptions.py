@@ -398,3 +398,97 @@ def test_wet_ground_fits_a_plane_without_point_labels(real_points):
     assert set(np.flatnonzero(~near)) <= set(out["row"])  # only points near the plane go
     changed = out["points"][:, 3] != real_points[out["row"], 3]
     assert changed.any() and near[out["row"][changed]].all()
+
+
+# ------------------------------------------------------------------------------ snow
+def test_snowfall_rates_convert_as_robo3ds_particle_files_are_named():
+    """Robo3D's nuScenes-C snow loads ``gunn_<rain rate>_<occupancy>_<k>.npy``: 2.23838 /
+    6.944e-07, 8.84799 / 1.7361e-06, 34.97476 / 4.3403e-06 for the three severities."""
+    from lidarcl.robustness.corruptions.snow import Snow, snowfall_parameters
+
+    expected = [(2.23838, 6.944e-07), (8.84799, 1.7361e-06), (34.97476, 4.3403e-06)]
+    for severity, (rain, fill) in enumerate(expected, 1):
+        snow = Snow(severity)
+        got = snowfall_parameters(snow.parameter, snow.terminal_velocity)
+        assert got[0] == pytest.approx(rain, abs=1e-5) and got[1] == pytest.approx(fill, rel=1e-4)
+
+
+def test_flakes_fill_the_occupancy_with_gunn_marshall_sizes():
+    from lidarcl.robustness.corruptions.snow import sample_flakes, snowfall_parameters
+
+    rain, fill = snowfall_parameters(2.5, 1.6)
+    flakes = sample_flakes(np.random.default_rng(0), rain, fill)
+    x, y, r = flakes.T
+    area = np.pi * (r ** 2).sum()
+    target = fill * np.pi * 80.0 ** 2
+    assert target <= area < target + np.pi * r.max() ** 2
+    rho = np.hypot(x, y)
+    assert np.all(rho <= 80.0) and np.all(rho > r)  # none covers the sensor
+    assert abs(np.median(rho) - 80 / np.sqrt(2)) < 1.5  # uniform over the disc
+    # a sphere of Exp(1 / Lambda) diameter cut at a uniform height: E[r^2] = E[D^2] / 6
+    scale = 1e-3 * 10.0 / (25.5 * rain ** -0.48)  # m
+    assert (r ** 2).mean() == pytest.approx(2 * scale ** 2 / 6, rel=0.05)
+
+
+def test_beam_occlusion_gives_each_angle_to_the_nearest_flake():
+    from lidarcl.robustness.corruptions.snow import beam_occlusion
+
+    d = 0.003
+    # one flake inside the wedge: its angle; the target keeps the rest
+    share = beam_occlusion([0.0], [0.0003], [5.0], d)
+    np.testing.assert_allclose(share, [0.2, 0.8])
+    # two overlapping flakes: the nearer takes the overlap
+    share = beam_occlusion([0.0, 0.0003], [0.0003, 0.0003], [9.0, 4.0], d)
+    np.testing.assert_allclose(share, [0.1, 0.2, 0.7])
+    # a flake wider than the beam: nothing reaches the target
+    np.testing.assert_allclose(beam_occlusion([0.0001], [0.01], [3.0], d), [1.0, 0.0])
+    # a flake cut by the wedge's edge counts only inside it
+    np.testing.assert_allclose(beam_occlusion([0.0015], [0.0005], [3.0], d), [1 / 6, 5 / 6])
+
+
+def test_a_beam_echoes_the_flake_that_beats_its_target():
+    from lidarcl.robustness.corruptions.snow import _snow_ring
+
+    def beam(flake_rho, flake_half):
+        flag, dist, inten = np.zeros(1, np.int64), np.array([20.0]), np.array([50.0])
+        _snow_ring(np.array([0.0]), np.array([20.0]), np.array([50.0]), np.array([0.0]),
+                   np.array([flake_rho]), np.array([flake_half]), flake_half, 0.003, 1232,
+                   flag, dist, inten)
+        return flag[0], dist[0], inten[0]
+
+    # a flake covering the whole beam at 3 m: the echo is the flake's, 0.9 x 255 / 3^2
+    flag, distance, intensity = beam(3.0, 0.01)
+    assert flag == 2 and distance == pytest.approx(3.0, abs=0.06)
+    assert intensity == np.floor(0.9 * 255 / 9)
+    # a small flake at 10 m takes 3 % of the beam: the target stays, 3 % dimmer
+    flag, distance, intensity = beam(10.0, 0.000045)
+    assert flag == 1 and distance == 20.0 and intensity == np.floor(50 * 0.97)
+    # a flake behind the target does nothing
+    flag, distance, intensity = beam(25.0, 0.01)
+    assert flag == 0 and distance == 20.0 and intensity == 50.0
+
+
+def test_snow_scatters_more_with_severity_and_keeps_labels_with_points(labelled):
+    from lidarcl.robustness.corruptions.snow import Snow
+
+    original = labelled[0]
+    echoes = []
+    for severity in (1, 3):
+        out = Snow(severity, seed=2)(copy(original))
+        rows, flags = out["row"], out["snow_flags"]
+        np.testing.assert_array_equal(out["points"][:, 4], original["points"][rows, 4])
+        scattered = flags == 2
+        assert np.all(out["pts_semantic_mask"][scattered] == IGNORE_LABEL)
+        np.testing.assert_array_equal(out["pts_semantic_mask"][~scattered],
+                                      original["pts_semantic_mask"][rows[~scattered]])
+        # a flake echo lies on its point's ray, nearer than the point
+        before = original["points"][rows[scattered], :3].astype(np.float64)
+        after = out["points"][scattered, :3].astype(np.float64)
+        assert np.all(np.linalg.norm(after, axis=1) < np.linalg.norm(before, axis=1))
+        cosine = (before * after).sum(1) / np.linalg.norm(before, axis=1) / np.linalg.norm(
+            after, axis=1)
+        assert np.all(cosine > 1 - 1e-6)
+        echoes.append(scattered.sum())
+        again = Snow(severity, seed=2)(copy(original))
+        np.testing.assert_array_equal(again["points"], out["points"])
+    assert 0 < echoes[0] < echoes[1]

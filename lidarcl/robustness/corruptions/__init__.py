@@ -6,8 +6,9 @@ from lidarcl.robustness.corruptions.base import (CORRUPTIONS, IGNORE_LABEL, SEVE
 from lidarcl.robustness.corruptions.fog import Fog
 from lidarcl.robustness.corruptions.sensor import (BeamMissing, CrossSensor, Crosstalk,
                                                    IncompleteEcho, MotionBlur)
+from lidarcl.robustness.corruptions.snow import Snow
 from lidarcl.robustness.corruptions.wet_ground import WetGround
 
 __all__ = ["CORRUPTIONS", "IGNORE_LABEL", "SEVERITY_NAMES", "Corruption", "build_corruption",
            "ring_index", "Fog", "BeamMissing", "CrossSensor", "Crosstalk", "IncompleteEcho",
-           "MotionBlur", "WetGround"]
+           "MotionBlur", "Snow", "WetGround"]

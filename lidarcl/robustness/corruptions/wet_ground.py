@@ -24,7 +24,8 @@ nuScenes-C (Robo3D ``create/nuscenes_c/wet_ground``): water height 0.2 / 1.0 / 1
 noise floor 0.2 / 0.3 / 0.7 for light / moderate / heavy; intensities on 0-1 (the file's
 0-255 divided by 255); ground = the lidarseg classes driveable surface, other flat and
 sidewalk where point labels exist, else the points within 0.5 m of a RANSAC ground plane
-(Bijelic's original rule); fewer than 1,000 ground points leave the scan unchanged.
+(Bijelic's original rule, with the incidence angle to the plane's normal instead of the
+flat earth); fewer than 1,000 ground points leave the scan unchanged.
 Differences from the generator: the weakest-return bin is the first least-populated one
 (``argmin``; the code's ``argpartition(..., 2)[:, 0]`` picks one of the two least populated,
 in an order numpy does not specify), and the points keep their order (Robo3D moves the ground
@@ -38,7 +39,7 @@ from lidarcl.datasets.nuscenes_constants import LIDARSEG_CATEGORIES
 from lidarcl.datasets.transforms.base import select_points
 from lidarcl.robustness.corruptions.base import Corruption, register_corruption
 
-__all__ = ["WetGround", "fresnel_power", "wet_ground_transmittance"]
+__all__ = ["WetGround", "fresnel_power", "noise_line", "wet_ground_transmittance"]
 
 N_AIR, N_WATER = 1.0003, 1.33
 PAVEMENT_DEPTH_MM = 1.2
@@ -72,12 +73,15 @@ def wet_ground_transmittance(incidence, rho):
     return np.maximum(ts, tp)
 
 
-def _noise_line(distance, normalised, fallback):
-    """Slope and offset of the weakest ground returns per range bin (module doc, step 4)."""
+def noise_line(distance, normalised, fallback, low: float = 0.0):
+    """Slope and offset of the weakest ground returns per range bin (module doc, step 4):
+    normalised intensities binned 2555 ways from ``low`` (Robo3D's wet ground 0, the snow
+    model 5) to their maximum, range 50 ways over 10-70 m; ``fallback`` with fewer than four
+    weakest bins above 5."""
     from scipy.stats import linregress
 
     hist, d_edges, i_edges = np.histogram2d(distance, normalised, bins=(50, 2555),
-                                            range=((10, 70), (0, abs(normalised.max()))))
+                                            range=((10, 70), (low, abs(normalised.max()))))
     hist[hist == 0] = len(distance)
     weakest = i_edges[np.argmin(hist, axis=1)]
     useful = weakest > 5
@@ -116,34 +120,51 @@ class WetGround(Corruption):
         self.ground_labels = [int(v) for v in ground_labels]
         self.intensity_max = float(intensity_max)
 
-    def ground_mask(self, sample) -> np.ndarray:
+    def ground(self, sample) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(ground mask, plane normal)``: by point label (normal ``None``: the incidence
+        angle then assumes a flat earth, as Robo3D does), else the points within 0.5 m of a
+        RANSAC plane and its unit normal (Bijelic's default)."""
         points = sample["points"]
         if sample.get("pts_semantic_mask") is not None:
-            return np.isin(np.asarray(sample["pts_semantic_mask"]), self.ground_labels)
+            return np.isin(np.asarray(sample["pts_semantic_mask"]), self.ground_labels), None
         from lidarcl.datasets.regions import fit_ground_plane
 
         plane, _ = fit_ground_plane(points[:, :3], seed=self.seed)
         if plane is None:
-            return np.zeros(len(points), dtype=bool)
+            return np.zeros(len(points), dtype=bool), None
         height = points[:, :3].astype(np.float64) @ plane[:3] + plane[3]
-        return np.abs(height) < self.plane_band
+        return np.abs(height) < self.plane_band, plane[:3]
+
+    def ground_mask(self, sample) -> np.ndarray:
+        return self.ground(sample)[0]
+
+    @staticmethod
+    def incidence_cosine(xyz: np.ndarray, normal: np.ndarray | None) -> np.ndarray:
+        """``cos theta`` of the rays to ``xyz`` against the ground's normal (flat earth:
+        ``-z / |p|``)."""
+        distance = np.linalg.norm(xyz, axis=1)
+        along = -xyz[:, 2] if normal is None else np.abs(xyz @ normal)
+        return np.clip(along / np.maximum(distance, 1e-9), -1.0, 1.0)
 
     def corrupt(self, sample, rng):
         from scipy.stats import linregress
 
-        ground = np.flatnonzero(self.ground_mask(sample))
+        mask, normal = self.ground(sample)
+        points = sample["points"]
+        xyz_all = points[:, :3].astype(np.float64)
+        mask &= self.incidence_cosine(xyz_all, normal) > 0  # rays that can hit the ground
+        ground = np.flatnonzero(mask)
         if len(ground) < self.min_ground_points:
             return sample
-        points = sample["points"]
-        xyz = points[ground, :3].astype(np.float64)
+        xyz = xyz_all[ground]
         intensity = points[ground, 3].astype(np.float64) / self.intensity_max
         distance = np.linalg.norm(xyz, axis=1)
-        incidence = np.arccos(np.clip(-xyz[:, 2] / distance, -1.0, 1.0))
-        cos = np.cos(incidence)
+        cos = self.incidence_cosine(xyz, normal)
+        incidence = np.arccos(cos)
         normalised = intensity / cos
         fit = linregress(distance, normalised)
         power = POWER_FACTOR * (fit.slope * distance + fit.intercept)
-        slope, offset = _noise_line(distance, normalised, (fit.slope, fit.intercept))
+        slope, offset = noise_line(distance, normalised, (fit.slope, fit.intercept))
         threshold = self.noise_floors[self.severity - 1] * (slope * distance + offset)
         rho = normalised / power
         transmitted = wet_ground_transmittance(incidence, np.clip(rho, 0.05, 1.0))
