@@ -224,8 +224,9 @@ def test_every_corruption_builds_by_name_and_from_a_config():
             "motion_blur"} <= set(CORRUPTIONS)
     for name, cls in CORRUPTIONS.items():
         assert len(cls.parameters) in (3, 5) and cls.source, name
-        built = TRANSFORMS.build(dict(type=cls.__name__, severity="heavy"))
-        assert isinstance(built, cls) and built.severity == 3
+        top = len(cls.parameters)
+        built = TRANSFORMS.build(dict(type=cls.__name__, severity="heavy" if top == 3 else top))
+        assert isinstance(built, cls) and built.severity == top
         assert build_corruption(name, 1).parameter == cls.parameters[0]
     with pytest.raises(ValueError, match="severity 4 is not in 1..3"):
         BeamMissing(4)
@@ -492,3 +493,106 @@ def test_snow_scatters_more_with_severity_and_keeps_labels_with_points(labelled)
         again = Snow(severity, seed=2)(copy(original))
         np.testing.assert_array_equal(again["points"], out["points"])
     assert 0 < echoes[0] < echoes[1]
+
+
+# -------------------------------------------------------- object level (Dong et al.)
+@pytest.fixture(scope="module")
+def boxed(labelled) -> dict:
+    """A generated scan with its boxes and which points each holds (the devkit's test)."""
+    from lidarcl.structures.boxes import points_in_boxes
+
+    sample = labelled[0]
+    inside = points_in_boxes(sample["points"][:, :3], sample["gt_boxes"][:, :7])
+    first = np.where(inside.any(1), inside.argmax(1), -1)
+    members = [np.flatnonzero(first == b) for b in range(len(sample["gt_boxes"]))]
+    assert sum(len(m) > 20 for m in members) >= 3
+    return {"sample": sample, "members": members, "outside": np.flatnonzero(first < 0)}
+
+
+def _kept(out, rows):
+    return np.intersect1d(out["row"], rows)
+
+
+@pytest.mark.parametrize("severity", [1, 5])
+def test_local_density_and_cutout_remove_their_fraction_of_each_box(boxed, severity):
+    from lidarcl.robustness.corruptions import LocalCutout, LocalDensityDecrease
+
+    sample, members = boxed["sample"], boxed["members"]
+    for cls, fraction in ((LocalDensityDecrease, (0.1, 0.5)), (LocalCutout, (0.3, 0.7))):
+        c = fraction[0] if severity == 1 else fraction[1]
+        out = cls(severity)(copy(sample))
+        assert set(boxed["outside"]) <= set(out["row"])  # nothing outside the boxes changes
+        np.testing.assert_array_equal(out["points"], sample["points"][out["row"]])
+        np.testing.assert_array_equal(out["pts_semantic_mask"],
+                                      sample["pts_semantic_mask"][out["row"]])
+        for rows in members:
+            left = _kept(out, rows)
+            assert len(left) == len(rows) - int(c * len(rows))
+            removed = np.setdiff1d(rows, left)
+            if cls is LocalCutout and len(removed):
+                # the hole is a ball: some removed point has every removed point nearer to it
+                # than every kept point of the box
+                xyz = sample["points"][:, :3].astype(np.float64)
+                assert any(np.linalg.norm(xyz[removed] - xyz[r], axis=1).max()
+                           <= np.linalg.norm(xyz[left] - xyz[r], axis=1).min(initial=np.inf)
+                           for r in removed)
+
+
+def test_local_noise_shear_scale_rotation_move_only_box_points(boxed):
+    from lidarcl.robustness.corruptions import (LocalGaussianNoise, LocalRotation, LocalScale,
+                                                LocalShear)
+    from lidarcl.structures.boxes import points_in_boxes
+
+    sample, members, boxes = boxed["sample"], boxed["members"], boxed["sample"]["gt_boxes"]
+    xyz = sample["points"][:, :3].astype(np.float64)
+    checked = {"rotation": 0, "scale": 0}
+    for cls in (LocalGaussianNoise, LocalShear, LocalScale, LocalRotation):
+        out = cls(5)(copy(sample))
+        np.testing.assert_array_equal(out["row"], np.arange(len(xyz)))  # none removed
+        np.testing.assert_array_equal(out["points"][boxed["outside"]],
+                                      sample["points"][boxed["outside"]])
+        np.testing.assert_array_equal(out["points"][:, 3:], sample["points"][:, 3:])
+        np.testing.assert_array_equal(out["gt_boxes"], boxes)
+        moved = out["points"][:, :3].astype(np.float64)
+        if cls is LocalGaussianNoise:
+            inside = np.concatenate(members)
+            assert (moved[inside] - xyz[inside]).std() == pytest.approx(0.10, rel=0.1)
+        if cls is LocalShear:  # clamped to its box
+            for b, rows in enumerate(members):
+                assert points_in_boxes(moved[rows] * 0.9999 + boxes[b, :3] * 1e-4,
+                                       boxes[b:b + 1, :7]).all()
+        if cls is LocalRotation:  # a rigid turn of 8-10 degrees about the box's axis
+            for b, rows in enumerate(members):
+                if len(rows) < 5:
+                    continue
+                a, p = xyz[rows, :2] - boxes[b, :2], moved[rows, :2] - boxes[b, :2]
+                np.testing.assert_allclose(np.linalg.norm(p, axis=1),
+                                           np.linalg.norm(a, axis=1), atol=1e-4)
+                turn = np.degrees(np.arctan2(a[:, 0] * p[:, 1] - a[:, 1] * p[:, 0],
+                                             (a * p).sum(1)))
+                far = np.linalg.norm(a, axis=1) > 0.3
+                if far.sum() < 2:
+                    continue
+                assert np.ptp(turn[far]) < 0.05 and 8 - 1e-3 <= abs(turn[far][0]) <= 10 + 1e-3
+                np.testing.assert_allclose(moved[rows, 2], xyz[rows, 2], atol=1e-5)
+                checked["rotation"] += 1
+        if cls is LocalScale:  # one box axis stretched or shrunk by 20 %
+            for b, rows in enumerate(members):
+                if len(rows) < 5:
+                    continue
+                c, s = np.cos(boxes[b, 6]), np.sin(boxes[b, 6])
+                turn = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])  # box frame -> LiDAR
+                before = (xyz[rows] - boxes[b, :3]) @ turn
+                after = (moved[rows] - boxes[b, :3]) @ turn
+                changed = [not np.allclose(before[:, k], after[:, k], atol=1e-4)
+                           for k in range(3)]
+                assert sum(changed) == 1
+                k = changed.index(True)
+                ratio = np.ptp(after[:, k]) / np.ptp(before[:, k])
+                assert min(abs(ratio - 1.2), abs(ratio - 0.8)) < 1e-3
+                checked["scale"] += 1
+    assert min(checked.values()) >= 3
+    with pytest.raises(ValueError, match="needs the ground-truth boxes"):
+        LocalRotation(1)({"token": "t", "points": sample["points"]})
+    with pytest.raises(ValueError, match="severity 'heavy' is not one of 1..5"):
+        LocalRotation("heavy")

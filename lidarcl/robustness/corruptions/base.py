@@ -93,7 +93,8 @@ class Corruption(Transform):
     subclass implements :meth:`corrupt`.
 
     Args:
-        severity: 1-based level (or ``"light"`` / ``"moderate"`` / ``"heavy"``).
+        severity: 1-based level (or ``"light"`` / ``"moderate"`` / ``"heavy"`` for the
+            three-level corruptions).
         seed: the corruption set's seed (the same seed and sample give the same output).
     """
 
@@ -105,9 +106,10 @@ class Corruption(Transform):
     def __init__(self, severity: int | str = 1, seed: int = 0):
         levels = len(self.parameters)
         if isinstance(severity, str):
-            if severity not in SEVERITY_NAMES[:levels]:
+            if levels != len(SEVERITY_NAMES) or severity not in SEVERITY_NAMES:
                 raise ValueError(f"{self.name}: severity {severity!r} is not one of "
-                                 f"{SEVERITY_NAMES[:levels]}")
+                                 f"1..{levels}" + (f" or {SEVERITY_NAMES}" if levels == 3
+                                                    else ""))
             severity = SEVERITY_NAMES.index(severity) + 1
         if not 1 <= int(severity) <= levels:
             raise ValueError(f"{self.name}: severity {severity} is not in 1..{levels}")

@@ -19,7 +19,8 @@ the wedge occlude it, nearer flakes first, each taking the fraction of the wedge
 that it covers and no nearer flake covers (the target keeps the rest). The received power is
 the sum of their echoes (Sec. 3.2, the pulse of ``tau_H`` = 10 ns on a 0.1 m range grid):
 
-    P(R) = sum_j A_j ratio_j xi(r_j) / r_j^2 sin^2(pi (R - r_j) / (c tau_H)),  r_j <= R <= r_j + c tau_H
+    P(R) = sum_j A_j ratio_j xi(r_j) / r_j^2 sin^2(pi (R - r_j) / (c tau_H)),
+           for r_j <= R <= r_j + c tau_H
 
 with ``A = i d^2`` for the target (its intensity ``i`` at range ``d``: ``P = i ratio xi(d)``
 at its peak) and ``A = 0.9 x 255`` for a flake (a 90 % reflector, not range-normalised). The
