@@ -33,16 +33,22 @@ SOURCE = "3D_Corruptions_AD (Dong et al., CVPR 2023) utils/bbox_util.py"
 def box_members(sample: dict) -> list[np.ndarray]:
     """Per ground-truth box, the rows of the points inside it (a point in several boxes
     belongs to the first)."""
-    from lidarcl.structures.boxes import points_in_boxes
+    import torch
+
+    from lidarcl.ops import points_in_boxes_first
 
     boxes = sample.get("gt_boxes")
     if boxes is None:
         raise ValueError(f"sample {sample.get('token', '?')}: an object-level corruption "
                          "needs the ground-truth boxes (gt_boxes)")
     boxes = np.asarray(boxes, dtype=np.float64)[:, :7]
-    inside = points_in_boxes(sample["points"][:, :3], boxes)
-    first = np.where(inside.any(1), inside.argmax(1), -1)
-    return [np.flatnonzero(first == b) for b in range(len(boxes))]
+    if len(boxes) == 0:
+        return []
+    first = points_in_boxes_first(torch.from_numpy(sample["points"][:, :3].astype(np.float64)),
+                                  torch.from_numpy(boxes)).numpy()
+    order = np.argsort(first, kind="stable")
+    bounds = np.searchsorted(first[order], np.arange(len(boxes) + 1))
+    return [order[bounds[b]:bounds[b + 1]] for b in range(len(boxes))]
 
 
 def _to_box(xyz: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -173,10 +173,14 @@ class IncompleteEcho(Corruption):
             labels = np.asarray(sample["pts_semantic_mask"])
             return [np.isin(labels, group) for group in self.label_groups.values()]
         if sample.get("gt_boxes") is not None and sample.get("gt_names") is not None:
-            from lidarcl.structures.boxes import points_in_boxes
+            import torch
+
+            from lidarcl.ops import points_in_boxes_all
 
             names = np.asarray(sample["gt_names"])
-            inside = points_in_boxes(points[:, :3], np.asarray(sample["gt_boxes"])[:, :7])
+            inside = points_in_boxes_all(
+                torch.from_numpy(points[:, :3].astype(np.float64)),
+                torch.from_numpy(np.asarray(sample["gt_boxes"], np.float64)[:, :7])).numpy()
             return [inside[:, np.isin(names, (name, *raw))].any(1)
                     for name, raw in VEHICLE_GROUPS.items()]
         raise ValueError(f"sample {sample.get('token', '?')}: incomplete echo needs point "
