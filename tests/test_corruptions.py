@@ -596,3 +596,40 @@ def test_local_noise_shear_scale_rotation_move_only_box_points(boxed):
         LocalRotation(1)({"token": "t", "points": sample["points"]})
     with pytest.raises(ValueError, match="severity 'heavy' is not one of 1..5"):
         LocalRotation("heavy")
+
+
+# ------------------------------------------------------------ rings from the elevation
+def test_rings_from_elevation_against_the_files_rings(real_points, labelled):
+    from lidarcl.robustness.corruptions.base import NOMINAL_ELEVATIONS, rings_from_elevation
+
+    # the generator's HDL-32E casts its rays from the sensor: every ring is recovered
+    for sample in labelled:
+        inferred = rings_from_elevation(sample["points"][:, :3], 32)
+        np.testing.assert_array_equal(inferred, sample["points"][:, 4].astype(int))
+    # the real nuScenes frame: the emitters sit off the sensor's axis, so near points miss
+    # by a beam; beyond 5 m the nominal elevations find the file's ring for 95 %
+    inferred = rings_from_elevation(real_points[:, :3], 32)
+    far = np.hypot(real_points[:, 0], real_points[:, 1]) > 5
+    assert (inferred[far] == real_points[far, 4]).mean() > 0.95
+    # the HDL-64E table: 64 ascending elevations from -24.33 to +2.0 degrees
+    table = NOMINAL_ELEVATIONS[64]
+    assert len(table) == 64 and np.all(np.diff(table) > 0)
+    assert table[0] == pytest.approx(-24.33) and table[-1] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="no nominal beam elevations for a 40-beam"):
+        rings_from_elevation(real_points[:, :3], 40)
+
+
+def test_beam_missing_on_kitti_infers_64_rings(real_data):
+    root = real_data.require_kitti()
+    path = sorted(glob.glob(os.path.join(root, "training", "velodyne", "*.bin")))[0]
+    points = np.fromfile(path, np.float32).reshape(-1, 4)
+    from lidarcl.robustness.corruptions.base import rings_from_elevation
+
+    sample = {"token": "kitti", "points": points.copy(), "points_use_dims": (0, 1, 2, 3)}
+    out = BeamMissing(2, num_beams=64, ring_column=None)(sample)
+    rings = rings_from_elevation(points[:, :3], 64)
+    kept = set(np.unique(rings_from_elevation(out["points"][:, :3], 64)))
+    gone = set(np.unique(rings)) - kept
+    # 32 of the droppable rings 4..58 go; every point of the others stays
+    assert gone and min(gone) >= 4 and max(gone) <= 58
+    assert len(out["points"]) == int(np.isin(rings, sorted(kept)).sum())

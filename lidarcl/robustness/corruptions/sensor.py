@@ -44,7 +44,8 @@ class BeamMissing(Corruption):
 
     Args:
         num_beams: the sensor's beam count (32 for nuScenes and the generator, 64 for KITTI).
-        ring_column: the point file's ring column (:func:`ring_index`).
+        ring_column: the point file's ring column, or ``None`` to infer the rings from the
+            elevation (KITTI; :func:`ring_index`).
     """
 
     name = "beam_missing"
@@ -52,10 +53,10 @@ class BeamMissing(Corruption):
     parameters = (0.25, 0.5, 0.75)
     source = "Robo3D create/nuscenes_c/beam_missing (8 / 16 / 24 of 32 beams)"
 
-    def __init__(self, severity=1, seed=0, num_beams: int = 32, ring_column: int = 4):
+    def __init__(self, severity=1, seed=0, num_beams: int = 32, ring_column: int | None = 4):
         super().__init__(severity, seed)
         self.num_beams = int(num_beams)
-        self.ring_column = int(ring_column)
+        self.ring_column = None if ring_column is None else int(ring_column)
 
     def dropped_rings(self, rng: np.random.Generator) -> np.ndarray:
         low, high = _DROPPABLE_RINGS.get(self.num_beams, (0, self.num_beams))
@@ -63,7 +64,7 @@ class BeamMissing(Corruption):
         return np.sort(rng.choice(np.arange(low, high), count, replace=False))
 
     def corrupt(self, sample, rng):
-        ring = ring_index(sample, self.ring_column)
+        ring = ring_index(sample, self.ring_column, self.num_beams)
         dropped = self.dropped_rings(rng)
         return select_points(sample, ~np.isin(ring, dropped))
 
@@ -89,20 +90,20 @@ class CrossSensor(Corruption):
     source = "Robo3D create/nuscenes_c/cross_sensor (8 / 16 / 24 rings dropped, then [::2])"
     MODES = ("robo3d", "azimuth")
 
-    def __init__(self, severity=1, seed=0, num_beams: int = 32, ring_column: int = 4,
+    def __init__(self, severity=1, seed=0, num_beams: int = 32, ring_column: int | None = 4,
                  mode: str = "robo3d"):
         super().__init__(severity, seed)
         if mode not in self.MODES:
             raise ValueError(f"cross_sensor: mode {mode!r} is not one of {self.MODES}")
         self.num_beams = int(num_beams)
-        self.ring_column = int(ring_column)
+        self.ring_column = None if ring_column is None else int(ring_column)
         self.mode = mode
 
     def dropped_rings(self) -> np.ndarray:
         return np.unique(np.arange(1, self.num_beams, self.parameter).astype(np.int64))
 
     def corrupt(self, sample, rng):
-        ring = ring_index(sample, self.ring_column)
+        ring = ring_index(sample, self.ring_column, self.num_beams)
         kept = np.flatnonzero(~np.isin(ring, self.dropped_rings()))
         if self.mode == "robo3d":
             return select_points(sample, kept[::2])

@@ -225,7 +225,8 @@ class Snow(Corruption):
     """Hahner et al.'s snowfall on a scan (module doc).
 
     Args:
-        ring_column: the point file's ring column (one flake set per ring).
+        ring_column: the point file's ring column (one flake set per ring), or ``None`` to
+            infer the rings from the elevation of a ``num_beams`` sensor (KITTI: 64).
         intensity_max: the point files' intensity scale (the model works on 0-255).
         ground_labels: raw labels of ground points for the noise threshold (default: the
             nuScenes-lidarseg indices of driveable surface, other flat, sidewalk); without
@@ -239,12 +240,13 @@ class Snow(Corruption):
     source = ("Robo3D create/nuscenes_c/snow (snowfall 0.5 / 1.0 / 2.5 mm/h, terminal velocity "
               "2.0 / 1.6 / 1.6 m/s)")
 
-    def __init__(self, severity=1, seed=0, ring_column: int = 4, intensity_max: float = 255.0,
-                 ground_labels=None):
+    def __init__(self, severity=1, seed=0, ring_column: int | None = 4,
+                 intensity_max: float = 255.0, ground_labels=None, num_beams: int = 32):
         super().__init__(severity, seed)
         from lidarcl.datasets.nuscenes_constants import LIDARSEG_CATEGORIES
 
-        self.ring_column = int(ring_column)
+        self.ring_column = None if ring_column is None else int(ring_column)
+        self.num_beams = int(num_beams)
         self.intensity_max = float(intensity_max)
         if ground_labels is None:
             ground_labels = [LIDARSEG_CATEGORIES.index(c) for c in GROUND_CATEGORIES]
@@ -276,7 +278,7 @@ class Snow(Corruption):
         from lidarcl.robustness.corruptions.base import ring_index
 
         points = sample["points"]
-        ring = ring_index(sample, self.ring_column)
+        ring = ring_index(sample, self.ring_column, self.num_beams)
         xyz = points[:, :3].astype(np.float64)
         distance = np.linalg.norm(xyz, axis=1)
         intensity = points[:, 3].astype(np.float64) * (MAX_INTENSITY / self.intensity_max)
