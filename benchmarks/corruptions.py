@@ -56,7 +56,13 @@ def measure(data_root: Path, threads: int, repeats: int) -> dict:
         for severity in range(1, len(cls.parameters) + 1):
             corruption = cls(severity)
             start = time.perf_counter()
-            out = corruption(_copy(sample))
+            try:
+                out = corruption(_copy(sample))
+            except ValueError as exc:  # e.g. a stale sweep: the frame has no sweeps
+                rows.append({"corruption": name, "severity": severity,
+                             "parameter": corruption.parameter, "seconds": None,
+                             "not_measured": str(exc), "points_in": len(sample["points"])})
+                continue
             first = time.perf_counter() - start
             seconds = _timed(lambda: corruption(_copy(sample)), repeats)
             rows.append({"corruption": name, "severity": severity,
@@ -74,6 +80,10 @@ def format_table(result: dict) -> str:
              "| corruption | severity | parameter | s / scan | first call | points out "
              "| x load | x target |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
+        if r["seconds"] is None:
+            lines.append(f"| {r['corruption']} | {r['severity']} | {r['parameter']:g} | "
+                         f"not measured: {r['not_measured']} | | | | |")
+            continue
         target = "-" if r["to_target"] is None else f"{r['to_target']:.2f}"
         lines.append(f"| {r['corruption']} | {r['severity']} | {r['parameter']:g} | "
                      f"{r['seconds']:.4f} | {r['first_call']:.3f} | "

@@ -56,8 +56,12 @@ def test_corruption_benchmark_times_every_corruption_and_severity(real_data, tmp
     assert measured == {(name, s) for name, cls in CORRUPTIONS.items()
                         for s in range(1, len(cls.parameters) + 1)}
     for row in result["rows"]:
-        assert row["seconds"] > 0 and row["points_in"] == 34688
+        assert row["points_in"] == 34688
         assert f"| {row['corruption']} | {row['severity']} |" in proc.stdout
+        if row["corruption"] == "temporal_misalignment":  # the real frame has no sweeps
+            assert row["seconds"] is None and "unlabelled sweep" in row["not_measured"]
+        else:
+            assert row["seconds"] > 0
     beams = {r["severity"]: r["points_out"] for r in result["rows"]
              if r["corruption"] == "beam_missing"}
     assert beams == {1: 34688 * 3 // 4, 2: 34688 // 2, 3: 34688 // 4}  # 1084 points a ring

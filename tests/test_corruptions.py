@@ -633,3 +633,53 @@ def test_beam_missing_on_kitti_infers_64_rings(real_data):
     # 32 of the droppable rings 4..58 go; every point of the others stays
     assert gone and min(gone) >= 4 and max(gone) <= 58
     assert len(out["points"]) == int(np.isin(rings, sorted(kept)).sum())
+
+
+# ---------------------------------------------------------- alignment (Dong et al.)
+def test_spatial_misalignment_rotates_and_shifts_each_camera_by_its_sigma(labelled):
+    from lidarcl.robustness.corruptions import SpatialMisalignment
+    from lidarcl.robustness.corruptions.alignment import rotation_from_vector
+
+    sample = labelled[0]
+    assert len(sample["cams"]) == 6
+    angles, shifts = [], []
+    for token in range(40):  # 240 camera errors
+        out = SpatialMisalignment(5)(dict(copy(sample), token=f"t{token}",
+                                          cams={k: dict(v) for k, v in sample["cams"].items()}))
+        for name, cam in out["cams"].items():
+            before = np.asarray(sample["cams"][name]["lidar2cam"])
+            error = cam["lidar2cam"] @ np.linalg.inv(before)
+            rotation = error[:3, :3]
+            np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+            angles.append(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+            shifts.append(error[:3, 3])
+            np.testing.assert_allclose(cam["lidar2img"],
+                                       np.asarray(sample["cams"][name]["cam2img"]) @ cam["lidar2cam"],
+                                       atol=1e-9)
+    shifts = np.concatenate(shifts)
+    assert np.std(shifts) == pytest.approx(0.20, rel=0.1)
+    # the angle of a rotation vector with N(0, s^2) components: Maxwell, mean 2 s sqrt(2 / pi)
+    assert np.mean(angles) == pytest.approx(0.02 * 2 * np.sqrt(2 / np.pi), rel=0.1)
+    np.testing.assert_allclose(rotation_from_vector([0, 0, np.pi / 2]) @ [1, 0, 0], [0, 1, 0],
+                               atol=1e-12)
+    # the points are not touched
+    np.testing.assert_array_equal(out["points"], sample["points"])
+
+
+def test_temporal_misalignment_replaces_the_scan_by_an_older_sweep(labelled):
+    from lidarcl.datasets.transforms.loading import load_sweep
+    from lidarcl.robustness.corruptions import TemporalMisalignment
+
+    sample = copy(labelled[0])
+    with pytest.raises(ValueError, match="detection corruption"):
+        TemporalMisalignment(1)(copy(sample))
+    del sample["pts_semantic_mask"]
+    sweeps = sample["sweeps"]
+    assert len(sweeps) >= 9
+    for severity, back in ((1, 1), (5, 9)):
+        out = TemporalMisalignment(severity)(copy(sample))
+        expected, _ = load_sweep(sample, sweeps[back - 1], sample["points_use_dims"],
+                                 sample["points"].shape[1])
+        np.testing.assert_array_equal(out["points"], expected)
+        assert out["stale_sweep"] == sweeps[back - 1]["path"] and "row" not in out
+        np.testing.assert_array_equal(out["gt_boxes"], sample["gt_boxes"])
