@@ -653,9 +653,8 @@ def test_spatial_misalignment_rotates_and_shifts_each_camera_by_its_sigma(labell
             np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
             angles.append(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
             shifts.append(error[:3, 3])
-            np.testing.assert_allclose(cam["lidar2img"],
-                                       np.asarray(sample["cams"][name]["cam2img"]) @ cam["lidar2cam"],
-                                       atol=1e-9)
+            cam2img = np.asarray(sample["cams"][name]["cam2img"])
+            np.testing.assert_allclose(cam["lidar2img"], cam2img @ cam["lidar2cam"], atol=1e-9)
     shifts = np.concatenate(shifts)
     assert np.std(shifts) == pytest.approx(0.20, rel=0.1)
     # the angle of a rotation vector with N(0, s^2) components: Maxwell, mean 2 s sqrt(2 / pi)
