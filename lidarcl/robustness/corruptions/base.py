@@ -21,6 +21,7 @@ import zlib
 
 import numpy as np
 
+from lidarcl.datasets.synthetic.constants import LIDAR_ELEVATIONS_DEG
 from lidarcl.datasets.transforms.base import Transform
 from lidarcl.registry import TRANSFORMS
 
@@ -70,7 +71,7 @@ def sample_key(sample: dict) -> str:
 # S2 of KITTI, an upper block of 32 from -8.33 to +2.0 at 1/3 degree and a lower block of 32
 # from -24.33 to -8.83 at 1/2 degree (Velodyne's data sheets)
 NOMINAL_ELEVATIONS = {
-    32: np.linspace(-30.67, 10.67, 32),
+    32: LIDAR_ELEVATIONS_DEG,  # the generator simulates the same HDL-32E
     64: np.concatenate([-8.83 - 0.5 * np.arange(32)[::-1], 2.0 - np.arange(32)[::-1] / 3]),
 }
 

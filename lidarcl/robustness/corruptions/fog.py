@@ -144,8 +144,7 @@ class Fog(Corruption):
         fog = soft > hard
         noisy = rng.uniform(distance - RANGE_NOISE, distance + RANGE_NOISE)
         noisy = np.maximum(noisy, 1.0)
-        scale = np.where(fog, peak_range[index] / np.maximum(distance, 1e-9)
-                         * distance / noisy, 1.0)
+        scale = np.where(fog, peak_range[index] / noisy, 1.0)  # range R_fog R0 / d
         points[:, :3] = (xyz * scale[:, None]).astype(np.float32)
         points[:, 3] = (np.where(fog, np.minimum(soft, 255.0), hard)
                         * (self.intensity_max / 255.0)).astype(np.float32)

@@ -68,12 +68,11 @@ class _ObjectCorruption(Corruption):
     source = SOURCE
 
     def corrupt(self, sample, rng):
-        boxes = np.asarray(sample["gt_boxes"], dtype=np.float64)[:, :7] \
-            if sample.get("gt_boxes") is not None else None
-        members = box_members(sample)
+        members = box_members(sample)  # raises without boxes
+        boxes = np.asarray(sample["gt_boxes"], dtype=np.float64)[:, :7]
         keep = np.ones(len(sample["points"]), dtype=bool)
         points = sample["points"].copy()
-        for box, rows in zip(boxes if boxes is not None else [], members):
+        for box, rows in zip(boxes, members):
             if len(rows):
                 self.per_box(points, keep, rows, box, rng)
         sample["points"] = points
@@ -182,9 +181,7 @@ class LocalRotation(_ObjectCorruption):
     parameters = (1.0, 3.0, 5.0, 7.0, 9.0)
 
     def per_box(self, points, keep, rows, box, rng):
-        angle = np.radians(_signed(rng, self.parameter, 1.0))
-        c, s = np.cos(angle), np.sin(angle)
-        rel = points[rows, :3].astype(np.float64) - box[:3]
-        rotated = np.stack([rel[:, 0] * c - rel[:, 1] * s, rel[:, 0] * s + rel[:, 1] * c,
-                            rel[:, 2]], 1) + box[:3]
-        points[rows, :3] = rotated.astype(np.float32)
+        turned = box.copy()
+        turned[6] += np.radians(_signed(rng, self.parameter, 1.0))
+        local = _to_box(points[rows, :3].astype(np.float64), box)
+        points[rows, :3] = _from_box(local, turned).astype(np.float32)

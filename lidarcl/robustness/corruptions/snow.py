@@ -47,7 +47,7 @@ import numba
 import numpy as np
 
 from lidarcl.datasets.transforms.base import select_points
-from lidarcl.robustness.corruptions.base import Corruption, register_corruption
+from lidarcl.robustness.corruptions.base import Corruption, register_corruption, ring_index
 from lidarcl.robustness.corruptions.sensor import _relabel
 from lidarcl.robustness.corruptions.wet_ground import GROUND_CATEGORIES, noise_line
 
@@ -275,8 +275,6 @@ class Snow(Corruption):
         return np.polyval(np.polyfit(d, ground_threshold, 2), distance)
 
     def corrupt(self, sample, rng):
-        from lidarcl.robustness.corruptions.base import ring_index
-
         points = sample["points"]
         ring = ring_index(sample, self.ring_column, self.num_beams)
         xyz = points[:, :3].astype(np.float64)
