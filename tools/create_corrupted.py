@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Write corrupted copies of a nuScenes-layout dataset (lidarcl.robustness.writer), one
+dataroot per corruption and severity, with sweeps, lidarseg labels, tables and info index.
+
+    python tools/create_corrupted.py --dataset nuscenes --root data/nuscenes --version v1.0-trainval \\
+        --corruptions all --severities 1 2 3 --out data/nuscenes-c
+    python tools/create_corrupted.py --dataset nuscenes --root data/synthetic_seg --version v1.0-synthetic \\
+        --corruptions fog snow --out data/synthetic_seg-c                  # every severity of each
+
+OUT/<corruption>/<severity>/ is a dataroot (OUT/fog/2/nuscenes_infos_val.json is its index):
+point configs read it by setting data_root. The samples are those of --index (default: the
+root's nuscenes_infos_val.json, Robo3D's choice) and every sweep of their scenes. Robo3D's
+eight corruptions have severities 1-3 (light, moderate, heavy), Dong et al.'s 1-5; a severity
+a corruption lacks is left out. Progress and ETA go to stderr. Run the same command again
+to resume an interrupted run: finished files and sets are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=("nuscenes",), default="nuscenes",
+                   help="layout of the source (nuScenes and the generator's copy of it)")
+    p.add_argument("--root", required=True, help="dataroot holding VERSION/*.json")
+    p.add_argument("--version", required=True, help="table version, e.g. v1.0-trainval")
+    p.add_argument("--index", default=None,
+                   help="info index of the samples to corrupt (default: "
+                        "ROOT/<prefix>_infos_val.json)")
+    p.add_argument("--prefix", default="nuscenes", help="info index file name prefix")
+    p.add_argument("--corruptions", nargs="+", default=["all"],
+                   help="corruption names, or all (default)")
+    p.add_argument("--severities", type=int, nargs="+", default=None,
+                   help="severities (default: every severity of each corruption)")
+    p.add_argument("--seed", type=int, default=0, help="the sets' seed (default 0)")
+    p.add_argument("--out", required=True, help="output folder")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from lidarcl.errors import DataError
+    from lidarcl.robustness.writer import create_corrupted
+    from lidarcl.utils.setup_env import register_all_modules
+
+    register_all_modules()
+    index = args.index or os.path.join(args.root, f"{args.prefix}_infos_val.json")
+    try:
+        report = create_corrupted(args.root, args.version, index, args.out,
+                                  corruptions=args.corruptions, severities=args.severities,
+                                  seed=args.seed, prefix=args.prefix)
+    except (DataError, ValueError) as err:
+        print(f"create_corrupted: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("create_corrupted: interrupted; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    skipped = sum(r["state"] == "complete" for r in report)
+    print(f"{len(report)} sets under {args.out} ({skipped} already complete)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
