@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="severities (default: every severity of each corruption)")
     p.add_argument("--seed", type=int, default=0, help="the sets' seed (default 0)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--link-sweeps", action="store_true",
+                   help="link every sweep unchanged instead of corrupting it (faster; for "
+                        "models that read keyframes only)")
     return p
 
 
@@ -55,7 +58,8 @@ def main(argv=None) -> int:
     try:
         report = create_corrupted(args.root, args.version, index, args.out,
                                   corruptions=args.corruptions, severities=args.severities,
-                                  seed=args.seed, prefix=args.prefix)
+                                  seed=args.seed, prefix=args.prefix,
+                                  corrupt_sweeps=not args.link_sweeps)
     except (DataError, ValueError) as err:
         print(f"create_corrupted: error: {err}", file=sys.stderr)
         return 2

@@ -189,13 +189,14 @@ class _SetWriter:
     """One (corruption, severity) set (module doc)."""
 
     def __init__(self, root, version, index, infos, metadata, out, name, severity, seed,
-                 prefix):
+                 prefix, corrupt_sweeps=True):
         from lidarcl.robustness.corruptions import build_corruption
 
         self.root, self.version, self.index = osp.abspath(root), version, index
         self.infos, self.metadata = infos, metadata
         self.name, self.severity, self.seed, self.prefix = name, int(severity), seed, prefix
         self.corruption = build_corruption(name, severity, seed)
+        self.corrupt_sweeps = bool(corrupt_sweeps) and name in SWEEP_CORRUPTIONS
         self.dir = corrupted_set_dir(out, name, severity)
         self.manifest = {
             "format": MANIFEST_FORMAT, "corruption": name, "severity": self.severity,
@@ -203,7 +204,7 @@ class _SetWriter:
             "parameter": self.corruption.parameter, "seed": int(seed),
             "source_root": self.root, "version": version, "source_index": osp.abspath(index),
             "source_index_sha256": _digest(index),
-            "sweeps": "corrupted" if name in SWEEP_CORRUPTIONS else "unchanged (linked)",
+            "sweeps": "corrupted" if self.corrupt_sweeps else "unchanged (linked)",
         }
         self.tables = filter_tables(osp.join(self.root, version),
                                     {i["scene_token"] for i in infos})
@@ -254,7 +255,7 @@ class _SetWriter:
             source = osp.join(self.root, record["filename"])
             if record["token"] in keyframes:
                 self._write_keyframe(keyframes[record["token"]], target)
-            elif self.name in SWEEP_CORRUPTIONS:
+            elif self.corrupt_sweeps:
                 self._write_sweep(record, source, target)
             else:
                 _link(source, target)
@@ -398,8 +399,10 @@ def create_corrupted(root: str, version: str, index: str, out: str,
                      corruptions: Iterable[str] | str = "all",
                      severities: Iterable[int] | None = None, seed: int = 0,
                      prefix: str = "nuscenes", log: Callable[[str], None] = print,
-                     stop_after: int | None = None, progress_stream=None) -> list[dict]:
-    """Write every (corruption, severity) set of the samples of ``index`` (module doc).
+                     stop_after: int | None = None, progress_stream=None,
+                     corrupt_sweeps: bool = True) -> list[dict]:
+    """Write every (corruption, severity) set of the samples of ``index`` (module doc);
+    ``corrupt_sweeps=False`` links every sweep unchanged (for models of keyframes only).
     Returns one ``{"name", "severity", "dir", "state"}`` per set (state before this call:
     ``"new"``, ``"partial"`` (resumed) or ``"complete"`` (skipped))."""
     from lidarcl.datasets.info_format import read_info_index
@@ -411,7 +414,8 @@ def create_corrupted(root: str, version: str, index: str, out: str,
     if not infos:
         raise DataError(index, "the info index lists no sample")
     writers = [_SetWriter(root, version, index, infos, metadata, out, name, severity, seed,
-                          prefix) for name, severity in plan_sets(corruptions, severities)]
+                          prefix, corrupt_sweeps)
+               for name, severity in plan_sets(corruptions, severities)]
     states = [w.state() for w in writers]
     total = sum(w.files_to_write() for w, s in zip(writers, states) if s != "complete")
     done = sum(w.files_done() for w, s in zip(writers, states) if s == "partial")
