@@ -62,15 +62,19 @@ class NuScenesDetMetric(BaseMetric):
     split the predictions belong to; every sample of the split must be predicted.
     ``max_range``: cap every class range of the config at this many metres
     (:func:`~lidarcl.evaluation.nuscenes_det.cropped_detection_config`), for a model whose
-    point range is smaller than the devkit's 50 m; None keeps the official ranges."""
+    point range is smaller than the devkit's 50 m; None keeps the official ranges.
+    ``only_processed``: score the samples processed, not the whole split (an attack on the
+    first scans)."""
 
     default_prefix = ""
 
     def __init__(self, data_root: str, version: str, class_names: Sequence[str],
                  eval_set: str = "val", max_range: float | None = None,
-                 collect_device: str = "cpu", prefix: str | None = None):
+                 collect_device: str = "cpu", prefix: str | None = None,
+                 only_processed: bool = False):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.data_root, self.version, self.eval_set = data_root, version, eval_set
+        self.only_processed = only_processed
         self.max_range = max_range
         self.class_names = list(class_names)
 
@@ -87,8 +91,9 @@ class NuScenesDetMetric(BaseMetric):
         with tempfile.TemporaryDirectory() as tmp:
             path = osp.join(tmp, "results_nusc.json")
             write_nuscenes_results(path, dict(results))
-            summary = evaluate_nuscenes_det(path, self.data_root, self.version, self.eval_set,
-                                            config=config)
+            summary = evaluate_nuscenes_det(
+                path, self.data_root, self.version, self.eval_set, config=config,
+                sample_tokens=[token for token, _ in results] if self.only_processed else None)
         return summary_metrics(summary)
 
 

@@ -569,7 +569,8 @@ def metrics_summary(metrics, meta: Mapping) -> dict:
 
 def evaluate_nuscenes_det(results_path: str | os.PathLike, dataroot: str, version: str,
                           eval_set: str, nusc=None, output_dir: str | None = None,
-                          verbose: bool = False, config=None) -> dict:
+                          verbose: bool = False, config=None,
+                          sample_tokens: Sequence[str] | None = None) -> dict:
     """Score a submission JSON with the devkit's detection evaluation (module doc).
 
     Args:
@@ -583,6 +584,8 @@ def evaluate_nuscenes_det(results_path: str | os.PathLike, dataroot: str, versio
         verbose: let the devkit print its progress.
         config: a devkit ``DetectionConfig`` in place of ``detection_cvpr_2019`` (e.g.
             :func:`cropped_detection_config` for a model that sees a smaller range).
+        sample_tokens: score only these samples of the eval set (the submission lists
+            exactly them; the devkit's ground truth of these samples, its metrics code).
 
     Returns:
         The devkit's metrics summary (:func:`metrics_summary`).
@@ -593,6 +596,13 @@ def evaluate_nuscenes_det(results_path: str | os.PathLike, dataroot: str, versio
     results, _ = read_nuscenes_results(results_path)
     nusc = nusc or load_nuscenes(dataroot, version)
     tokens, devkit_split = eval_set_samples(nusc, dataroot, version, eval_set)
+    if sample_tokens is not None:
+        wanted = set(sample_tokens)
+        unknown = sorted(wanted - set(tokens))
+        if unknown:
+            raise DataError(results_path, f"{len(unknown)} of the samples to score are not in "
+                                          f"eval set {eval_set!r}, e.g. {unknown[0]}")
+        tokens, devkit_split = [t for t in tokens if t in wanted], None
     _check_samples(results_path, results, tokens, eval_set)
     del results
     config = config or detection_config()

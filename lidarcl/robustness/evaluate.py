@@ -13,8 +13,9 @@ scores.
 * Scores: Robo3D's CE / RR per corruption and mCE / mRR (:mod:`.scores`; CE needs a
   baseline model's results), and Dong et al.'s relative corruption error on their
   corruptions, ``RCE_{c,s} = (A_clean - A_{c,s}) / A_clean``, ``RCE_c`` its mean over the
-  severities and ``mRCE`` the mean over the corruptions (Dong et al., CVPR 2023, Sec. 4;
-  taken from the paper's text, their code was not read here).
+  severities and ``mRCE`` the mean over the object-level corruptions (Dong et al., CVPR
+  2023; the definition as their paper states it; their evaluation code was not read here,
+  so it is not checked against it).
 
 Accuracies are the config's metric in % (mIoU for segmentation; NDS by default, or mAP, for
 detection).
@@ -41,6 +42,7 @@ __all__ = ["DONG_OBJECT_CORRUPTIONS", "BASELINES", "task_of", "evaluate_config",
 
 DONG_OBJECT_CORRUPTIONS = ("local_density_decrease", "local_cutout", "local_gaussian_noise",
                            "local_shear", "local_scale", "local_rotation")
+DONG_ALIGNMENT_CORRUPTIONS = ("spatial_misalignment", "temporal_misalignment")
 # named baselines for --baseline (Robo3D's published nuScenes-C table)
 BASELINES = {"nuscenes-c-minkunet18": NUSCENES_C_SEG_BASELINE}
 SWEEP_LOADERS = ("LoadSweeps",)
@@ -145,6 +147,10 @@ def run_attack(cfg, checkpoint: str, attack: str, params: dict, device: str = "c
         raise ValueError(f"unknown attack {attack!r}; known: {', '.join(functions)}")
     task = task_of(cfg)
     cfg = _attack_config(cfg, max_samples)
+    if task == "detection" and max_samples:
+        for key in ("val_evaluator", "test_evaluator"):
+            if cfg.get(key):
+                cfg[key].only_processed = True
     model, loader, metric = build_for_test(cfg, checkpoint, device)
     clean_metric = METRICS.build(copy.deepcopy(cfg.get("test_evaluator") or cfg.val_evaluator))
     params = dict(params)
@@ -222,14 +228,15 @@ def load_baseline(spec: str | None) -> dict | None:
 
 def robustness_scores(clean: float, scores: dict, baseline: dict | None) -> dict:
     """Robo3D's CE (with a baseline) and RR per corruption of :data:`ROBO3D_CORRUPTIONS`
-    present, mCE / mRR over them (``complete`` when all eight are); Dong et al.'s RCE per
-    object-level corruption present and mRCE (module doc)."""
+    present, mCE / mRR over them (``robo3d_complete`` when all eight are); Dong et al.'s RCE
+    per object-level or alignment corruption present and mRCE over the object-level ones
+    (module doc)."""
     robo3d, dong = {}, {}
     for name in ROBO3D_CORRUPTIONS:
         if name not in scores:
             continue
         levels = [scores[name][k] for k in sorted(scores[name], key=int)]
-        row = {"RR": resilience_rate(levels, clean)}
+        row = {"RR": resilience_rate(levels, clean) if clean > 0 else float("nan")}
         if baseline is not None:
             if name not in baseline:
                 raise ValueError(f"the baseline has no {name!r} accuracy")
@@ -241,12 +248,15 @@ def robustness_scores(clean: float, scores: dict, baseline: dict | None) -> dict
         if baseline is not None:
             summary["mCE"] = float(np.mean([r["CE"] for r in robo3d.values()]))
         summary["robo3d_complete"] = len(robo3d) == len(ROBO3D_CORRUPTIONS)
-    for name in DONG_OBJECT_CORRUPTIONS:
+    for name in DONG_OBJECT_CORRUPTIONS + DONG_ALIGNMENT_CORRUPTIONS:
         if name in scores:
             levels = np.asarray([scores[name][k] for k in sorted(scores[name], key=int)])
-            dong[name] = {"RCE": float(100.0 * np.mean((clean - levels) / clean))}
-    if dong:
-        summary["mRCE"] = float(np.mean([r["RCE"] for r in dong.values()]))
+            dong[name] = {"RCE": float(100.0 * np.mean((clean - levels) / clean))
+                          if clean > 0 else float("nan")}
+    objects = [dong[n]["RCE"] for n in DONG_OBJECT_CORRUPTIONS if n in dong]
+    if objects:
+        summary["mRCE"] = float(np.mean(objects))
+        summary["dong_object_complete"] = len(objects) == len(DONG_OBJECT_CORRUPTIONS)
     return summary
 
 
@@ -318,12 +328,13 @@ def markdown_report(results: dict) -> str:
     lines = [f"# Robustness of {results['checkpoint']}", "",
              f"Clean {metric}: {results['clean']['score']:.2f}", ""]
     if results["corruptions"]:
-        width = max(len(v) for v in results["corruptions"].values())
-        lines += ["| corruption | " + " | ".join(f"severity {i}" for i in range(1, width + 1))
-                  + " | mean | CE | RR | RCE |", "|---" * (width + 5) + "|"]
+        severities = sorted({int(k) for levels in results["corruptions"].values()
+                             for k in levels})
+        lines += ["| corruption | " + " | ".join(f"severity {i}" for i in severities)
+                  + " | mean | CE | RR | RCE |", "|---" * (len(severities) + 5) + "|"]
         for name, levels in results["corruptions"].items():
             values = [levels[str(i)]["score"] if str(i) in levels else None
-                      for i in range(1, width + 1)]
+                      for i in severities]
             known = [v for v in values if v is not None]
             row = summary["robo3d"].get(name, {})
             dong = summary["dong"].get(name, {})
