@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""The robustness study (lidarcl.robustness.study): the fine-tuning study's segmentation models
+(one row per initialisation, one checkpoint per seed) and one detector on the same
+corrupted copies of the validation data, with attacks; tables of mean +- std over the seeds
+and the per-seed gain over the baseline row, and a plot of score against severity.
+
+    python tools/robustness_study.py --out outputs/robustness_study --seeds 0 1 2 \\
+        --row 'random=outputs/finetune_study_v2/1pct/random/seed{seed}/iter_30.pth' \\
+        --row 'prc=outputs/finetune_study_v2/1pct/prc/seed{seed}/iter_30.pth' \\
+        --detector outputs/bev_study/det/100pct/random/seed0/iter_250.pth
+
+Each checkpoint's config is the one dumped beside it. Finished runs are kept under
+OUT/runs/: the same command resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--row", action="append", default=[], metavar="NAME=CHECKPOINT_TEMPLATE",
+                   help="a segmentation row; {seed} in the path is the seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--baseline-row", default="random")
+    p.add_argument("--detector", default=None, help="one detector checkpoint")
+    p.add_argument("--corruptions", nargs="+", default=["robo3d"])
+    p.add_argument("--det-corruptions", nargs="+", default=["robo3d", "dong"])
+    p.add_argument("--severities", type=int, nargs="+", default=None)
+    p.add_argument("--corrupted-root", default=None,
+                   help="default: the validation data root with -c appended")
+    p.add_argument("--val-scans", type=int, default=None,
+                   help="score the first N validation scans (default: all)")
+    p.add_argument("--attacks", nargs="*", default=["pgd", "spoof", "remove"])
+    p.add_argument("--attack-samples", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--epsilon", type=float, default=0.05)
+    args = p.parse_args(argv)
+
+    robustness = _load_tool("robustness")
+    from lidarcl.robustness.evaluate import _val_dataset_cfg
+    from lidarcl.robustness.study import (config_beside, format_study, plot_study, run_study,
+                                          summarise)
+    from lidarcl.utils.fileio import atomic_write
+
+    rows = dict(r.split("=", 1) for r in args.row)
+    if args.baseline_row not in rows:
+        p.error(f"the baseline row {args.baseline_row!r} is not among the rows {list(rows)}")
+    first = config_beside(rows[args.baseline_row].format(seed=args.seeds[0]))
+    root = str(_val_dataset_cfg(first).data_root).rstrip("/")
+    corrupted_root = args.corrupted_root or f"{root}-c"
+    seg_names = robustness.corruption_names(args.corruptions, "segmentation", False)
+    det_names = robustness.corruption_names(args.det_corruptions, "detection", False)
+    params = {"pgd": dict(epsilon=args.epsilon, steps=args.steps),
+              "spoof": dict(steps=args.steps), "remove": dict(rounds=args.steps)}
+    study = run_study(args.out, rows, args.seeds, seg_names, args.severities, corrupted_root,
+                      args.detector, det_names if args.detector else (), args.val_scans,
+                      args.attacks, params, args.attack_samples)
+    summary = summarise(study, args.baseline_row)
+    text = format_study(summary, study["detector"])
+    with atomic_write(os.path.join(args.out, "summary.md"), "w") as f:
+        f.write(text)
+    with atomic_write(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    plot_study(study, os.path.join(args.out, "robustness_study.png"))
+    print(text)
+    return 0
+
+
+def _load_tool(name: str):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"lidarcl_tool_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+if __name__ == "__main__":
+    sys.exit(main())
