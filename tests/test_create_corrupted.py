@@ -183,3 +183,48 @@ def test_tool(source, tmp_path, capsys):
     assert "v1.0-nope" in capsys.readouterr().err
     assert tool.main(["--root", source, "--version", VERSION, "--corruptions", "rain",
                       "--out", str(tmp_path)]) == 2
+
+
+def test_kitti_layout(real_data, tmp_path):
+    """The real KITTI frame: the copy's velodyne file equals the pipeline transform (rings
+    from the HDL-64E elevations), create_data reads the copy, the noisy calibration is
+    written as Tr_velo_to_cam, and temporal misalignment (no sweeps) is refused."""
+    from lidarcl.datasets.kitti_converter import create_kitti_infos
+    from lidarcl.datasets.kitti_dataset import KittiDataset
+    from lidarcl.robustness.corruptions import build_corruption
+    from lidarcl.robustness.writer import create_corrupted
+    from lidarcl.utils.setup_env import register_all_modules
+
+    register_all_modules()
+    root = str(real_data.require_kitti(shipped=True))
+    index = create_kitti_infos(root, tmp_path / "index")[0]
+    out = tmp_path / "out"
+    create_corrupted(root, None, index, str(out), ["beam_missing", "spatial_misalignment"],
+                     [2], dataset="kitti", prefix="kitti", log=lambda *_: None)
+
+    def dataset(data_root):
+        return KittiDataset(ann_file=os.path.join(data_root, "kitti_infos_train.json")
+                            if data_root != root else index, data_root=data_root,
+                            pipeline=[dict(type="LoadPoints", use_dims=None)], test_mode=True)
+
+    clean = dataset(root)[0]
+    copy = dataset(str(out / "beam_missing" / "2"))[0]
+    expected = build_corruption("beam_missing", 2, ring_column=None, num_beams=64)(
+        dataset(root)[0])
+    np.testing.assert_array_equal(copy["points"], expected["points"].astype(np.float32))
+    assert 0.3 < len(copy["points"]) / len(clean["points"]) < 0.8
+    np.testing.assert_array_equal(copy["gt_boxes"], clean["gt_boxes"])
+    create_data = load_tool("create_data")
+    again = tmp_path / "again"
+    assert create_data.main(["kitti", "--root", str(out / "beam_missing" / "2"), "--out",
+                             str(again), "--superpixels", "none"]) == 0
+    assert json.loads((again / "kitti_infos_train.json").read_text())["infos"] == json.loads(
+        (out / "beam_missing" / "2" / "kitti_infos_train.json").read_text())["infos"]
+    spatial = dataset(str(out / "spatial_misalignment" / "2")).get_data_info(0)
+    noisy = build_corruption("spatial_misalignment", 2)(dataset(root).get_data_info(0))
+    (channel, cam), = spatial["cams"].items()
+    np.testing.assert_allclose(cam["lidar2cam"], noisy["cams"][channel]["lidar2cam"],
+                               atol=1e-9)
+    with pytest.raises(ValueError, match="no sweeps"):
+        create_corrupted(root, None, index, str(out), ["temporal_misalignment"], [1],
+                         dataset="kitti", log=lambda *_: None)

@@ -8,7 +8,9 @@ dataroot per corruption and severity, with sweeps, lidarseg labels, tables and i
         --corruptions fog snow --out data/synthetic_seg-c                  # every severity of each
 
 OUT/<corruption>/<severity>/ is a dataroot (OUT/fog/2/nuscenes_infos_val.json is its index):
-point configs read it by setting data_root. The samples are those of --index (default: the
+point configs read it by setting data_root. --dataset kitti writes the KITTI object layout
+(velodyne corrupted with rings from the elevation, ImageSets of the index's frames, links to
+images, labels and calibrations; no sweeps). The samples are those of --index (default: the
 root's nuscenes_infos_val.json, Robo3D's choice) and every sweep of their scenes. Robo3D's
 eight corruptions have severities 1-3 (light, moderate, heavy), Dong et al.'s 1-5; a severity
 a corruption lacks is left out. Progress and ETA go to stderr. Run the same command again
@@ -26,14 +28,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=("nuscenes",), default="nuscenes",
-                   help="layout of the source (nuScenes and the generator's copy of it)")
-    p.add_argument("--root", required=True, help="dataroot holding VERSION/*.json")
-    p.add_argument("--version", required=True, help="table version, e.g. v1.0-trainval")
+    p.add_argument("--dataset", choices=("nuscenes", "kitti"), default="nuscenes",
+                   help="layout of the source: nuScenes (and the generator's copy of it) or "
+                        "the KITTI object layout")
+    p.add_argument("--root", required=True, help="dataroot (nuScenes: holding VERSION/*.json; "
+                                                 "KITTI: holding training/, ImageSets/)")
+    p.add_argument("--version", default=None, help="nuScenes table version, e.g. "
+                                                   "v1.0-trainval")
     p.add_argument("--index", default=None,
                    help="info index of the samples to corrupt (default: "
                         "ROOT/<prefix>_infos_val.json)")
-    p.add_argument("--prefix", default="nuscenes", help="info index file name prefix")
+    p.add_argument("--prefix", default=None, help="info index file name prefix (default: the "
+                                                  "dataset's name)")
     p.add_argument("--corruptions", nargs="+", default=["all"],
                    help="corruption names, or all (default)")
     p.add_argument("--severities", type=int, nargs="+", default=None,
@@ -47,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.dataset == "nuscenes" and not args.version:
+        parser.error("--version is needed for nuScenes")
+    args.prefix = args.prefix or args.dataset
 
     from lidarcl.errors import DataError
     from lidarcl.robustness.writer import create_corrupted
@@ -59,7 +69,7 @@ def main(argv=None) -> int:
         report = create_corrupted(args.root, args.version, index, args.out,
                                   corruptions=args.corruptions, severities=args.severities,
                                   seed=args.seed, prefix=args.prefix,
-                                  corrupt_sweeps=not args.link_sweeps)
+                                  corrupt_sweeps=not args.link_sweeps, dataset=args.dataset)
     except (DataError, ValueError) as err:
         print(f"create_corrupted: error: {err}", file=sys.stderr)
         return 2

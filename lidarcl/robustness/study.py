@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from lidarcl.robustness.evaluate import (plot_scores, robustness_scores, run_robustness,
-                                         write_report)
+                                         task_of, write_report)
 
 __all__ = ["config_beside", "run_study", "summarise", "format_study", "plot_study"]
 
@@ -68,6 +68,8 @@ def run_study(out: str, rows: dict, seeds, corruptions, severities, corrupted_ro
             if not osp.isfile(checkpoint):
                 raise FileNotFoundError(f"{label}: checkpoint {checkpoint} not found")
             cfg = config_beside(checkpoint, cfg_path, options)
+            if val_scans and task_of(cfg) == "detection":  # the devkit scores those scans
+                cfg.val_evaluator.only_processed = True
             start = time.perf_counter()
             log(f"== {label}: {checkpoint}")
             results = run_robustness(

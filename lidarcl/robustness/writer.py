@@ -30,6 +30,12 @@ its own ``calibrated_sensor`` record whose camera-to-ego pose makes the index's
 ``lidar2cam`` the noisy one; the points are linked. Temporal misalignment writes the stale
 sweep in place of the keyframe and its lidarseg file as 255 (the sweep has no labels).
 
+KITTI (``dataset="kitti"``): the object layout, ``training/velodyne/<id>.bin`` corrupted (the
+rings from the elevation of the HDL-64E's nominal beams, reflectance in [0, 1]),
+``ImageSets/<split>.txt`` of the index's frames, links to images, labels and calibrations
+(spatial misalignment writes calibration files with the noisy ``Tr_velo_to_cam``), the
+index by ``create_kitti_infos``; there are no sweeps (temporal misalignment is refused).
+
 Resume: files are written atomically (a temporary file renamed into place), so a file that
 exists is complete and is not written again; a set whose ``corruption.json`` says
 ``complete`` is skipped; a set folder written with other settings raises
@@ -210,6 +216,7 @@ class _SetWriter:
                                     {i["scene_token"] for i in infos})
         self.lidar = [r for r in self.tables["sample_data"]
                       if r["filename"].split("/")[1:2] == [LIDAR_CHANNEL]]
+        self.files = [r["filename"] for r in self.lidar]
 
     # -- state -------------------------------------------------------------------------
     def state(self) -> str:
@@ -232,10 +239,10 @@ class _SetWriter:
         return "complete" if found.get("complete") else "partial"
 
     def files_to_write(self) -> int:
-        return len(self.lidar)
+        return len(self.files)
 
     def files_done(self) -> int:
-        return sum(osp.lexists(osp.join(self.dir, r["filename"])) for r in self.lidar)
+        return sum(osp.lexists(osp.join(self.dir, f)) for f in self.files)
 
     # -- writing -----------------------------------------------------------------------
     def write(self, progress: Progress | None = None,
@@ -395,27 +402,139 @@ class _SetWriter:
                 json.dump(kept, f, indent=1)
 
 
+# KITTI's HDL-64E: rings from the elevation, reflectance in [0, 1]
+KITTI_CORRUPTION_ARGS = {
+    "fog": dict(intensity_max=1.0), "wet_ground": dict(intensity_max=1.0),
+    "snow": dict(intensity_max=1.0, ring_column=None, num_beams=64),
+    "beam_missing": dict(ring_column=None, num_beams=64),
+    "cross_sensor": dict(ring_column=None, num_beams=64),
+}
+
+
+class _KittiSetWriter(_SetWriter):
+    """One set of a KITTI object layout: ``training/velodyne/<id>.bin`` corrupted,
+    ``ImageSets/<split>.txt`` of the index's frames, links to the images, labels and
+    calibrations (spatial misalignment: calibration files with the noisy
+    ``Tr_velo_to_cam``), the index by ``create_kitti_infos``. KITTI has no sweeps."""
+
+    def __init__(self, root, index, infos, metadata, out, name, severity, seed, prefix):
+        from lidarcl.robustness.corruptions import build_corruption
+
+        if name == "temporal_misalignment":
+            raise ValueError("temporal misalignment replaces a scan by an older sweep; "
+                             "KITTI's object layout has no sweeps")
+        self.root, self.version, self.index = osp.abspath(root), "kitti", index
+        self.infos, self.metadata = infos, metadata
+        self.name, self.severity, self.seed, self.prefix = name, int(severity), seed, prefix
+        self.corruption = build_corruption(name, severity, seed,
+                                           **KITTI_CORRUPTION_ARGS.get(name, {}))
+        self.dir = corrupted_set_dir(out, name, severity)
+        self.split = metadata.get("split") or "val"
+        self.manifest = {
+            "format": MANIFEST_FORMAT, "corruption": name, "severity": self.severity,
+            "parameter_name": self.corruption.parameter_name,
+            "parameter": self.corruption.parameter, "seed": int(seed),
+            "source_root": self.root, "version": "kitti", "source_index": osp.abspath(index),
+            "source_index_sha256": _digest(index), "sweeps": "none (KITTI)",
+        }
+        self.files = [info["lidar_path"] for info in infos]
+
+    def write(self, progress: Progress | None = None, stop_after: int | None = None) -> None:
+        from lidarcl.datasets.kitti_converter import create_kitti_infos
+        from lidarcl.datasets.kitti_dataset import KittiDataset
+
+        os.makedirs(self.dir, exist_ok=True)
+        self._write_manifest(complete=False)
+        spatial = self.name == "spatial_misalignment"
+        folders = {osp.dirname(f) for f in self.files}
+        for entry in sorted(os.listdir(self.root)):
+            source = osp.join(self.root, entry)
+            if entry == "ImageSets" or not osp.isdir(source):
+                continue
+            for sub in sorted(os.listdir(source)):
+                rel = osp.join(entry, sub)
+                if rel in folders or (spatial and sub == "calib"):
+                    os.makedirs(osp.join(self.dir, rel), exist_ok=True)
+                elif osp.isdir(osp.join(source, sub)):
+                    _link(osp.join(source, sub), osp.join(self.dir, rel))
+        dataset = KittiDataset(ann_file=osp.abspath(self.index), data_root=self.root,
+                               pipeline=[dict(type="LoadPoints", use_dims=None,
+                                              skip_empty=False)], test_mode=True)
+        written = 0
+        for i, info in enumerate(self.infos):
+            target = osp.join(self.dir, info["lidar_path"])
+            if osp.lexists(target):
+                continue
+            if spatial:
+                self._write_noisy_calib(dataset, i, info)
+                _link(osp.join(self.root, info["lidar_path"]), target)
+            else:
+                sample = self.corruption(dataset[i])
+                atomic_write_bytes(target, np.ascontiguousarray(sample["points"],
+                                                                np.float32).tobytes())
+            written += 1
+            if progress is not None:
+                progress.step(f"{self.name} {self.severity}")
+            if stop_after is not None and written >= stop_after:
+                raise KeyboardInterrupt(f"stopped after {written} files (stop_after)")
+        with atomic_write(osp.join(self.dir, "ImageSets", f"{self.split}.txt"), "w") as f:
+            f.write("".join(f"{info['token']}\n" for info in self.infos))
+        create_kitti_infos(self.dir, self.dir, prefix=self.prefix)
+        self._write_manifest(complete=True)
+
+    def _write_noisy_calib(self, dataset, index: int, info: dict) -> None:
+        """The frame's calibration file with ``Tr_velo_to_cam' = inv(R0_rect) lidar2cam'``,
+        ``lidar2cam' = E R0_rect Tr_velo_to_cam`` the transform's noisy one."""
+        from lidarcl.datasets.kitti_converter import parse_calib
+
+        sample = dataset.get_data_info(index)
+        noisy = self.corruption(dict(sample, cams={k: dict(v) for k, v in
+                                                   sample["cams"].items()}))
+        (channel, cam), = noisy["cams"].items()
+        calib_rel = info["lidar_path"].replace("velodyne", "calib").rsplit(".", 1)[0] + ".txt"
+        source = osp.join(self.root, calib_rel)
+        calib = parse_calib(source)
+        r0 = np.eye(4)
+        r0[:3, :3] = calib.R0_rect
+        tr = (np.linalg.inv(r0) @ np.asarray(cam["lidar2cam"], np.float64))[:3]
+        with open(source, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        values = " ".join(f"{v:.12e}" for v in tr.reshape(-1))
+        out = [f"Tr_velo_to_cam: {values}" if line.split(":")[0].strip() in
+               ("Tr_velo_to_cam", "Tr_velo_cam") else line for line in lines]
+        with atomic_write(osp.join(self.dir, calib_rel), "w", encoding="utf-8") as f:
+            f.write("\n".join(out) + "\n")
+
+
 def create_corrupted(root: str, version: str, index: str, out: str,
                      corruptions: Iterable[str] | str = "all",
                      severities: Iterable[int] | None = None, seed: int = 0,
                      prefix: str = "nuscenes", log: Callable[[str], None] = print,
                      stop_after: int | None = None, progress_stream=None,
-                     corrupt_sweeps: bool = True) -> list[dict]:
+                     corrupt_sweeps: bool = True, dataset: str = "nuscenes") -> list[dict]:
     """Write every (corruption, severity) set of the samples of ``index`` (module doc);
-    ``corrupt_sweeps=False`` links every sweep unchanged (for models of keyframes only).
+    ``corrupt_sweeps=False`` links every sweep unchanged (for models of keyframes only);
+    ``dataset="kitti"``: a KITTI object layout (``version`` unused; :class:`_KittiSetWriter`).
     Returns one ``{"name", "severity", "dir", "state"}`` per set (state before this call:
     ``"new"``, ``"partial"`` (resumed) or ``"complete"`` (skipped))."""
     from lidarcl.datasets.info_format import read_info_index
 
-    if not osp.isdir(osp.join(root, version)):
-        raise DataError(osp.join(root, version), f"nuScenes tables of version {version!r} "
-                                                 "not found")
-    infos, metadata = read_info_index(index, "nuscenes")
+    if dataset not in ("nuscenes", "kitti"):
+        raise ValueError(f"dataset {dataset!r}: the writer knows nuscenes and kitti")
+    if dataset == "nuscenes" and not osp.isdir(osp.join(root, str(version))):
+        raise DataError(osp.join(root, str(version)), f"nuScenes tables of version "
+                                                      f"{version!r} not found")
+    infos, metadata = read_info_index(index, "kitti" if dataset == "kitti" else "nuscenes")
     if not infos:
         raise DataError(index, "the info index lists no sample")
-    writers = [_SetWriter(root, version, index, infos, metadata, out, name, severity, seed,
-                          prefix, corrupt_sweeps)
-               for name, severity in plan_sets(corruptions, severities)]
+    if dataset == "kitti":
+        writers = [_KittiSetWriter(root, index, infos, metadata, out, name, severity, seed,
+                                   prefix)
+                   for name, severity in plan_sets(corruptions, severities)]
+    else:
+        writers = [_SetWriter(root, version, index, infos, metadata, out, name, severity,
+                              seed, prefix, corrupt_sweeps)
+                   for name, severity in plan_sets(corruptions, severities)]
     states = [w.state() for w in writers]
     total = sum(w.files_to_write() for w, s in zip(writers, states) if s != "complete")
     done = sum(w.files_done() for w, s in zip(writers, states) if s == "partial")
