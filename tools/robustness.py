@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spoof-distance", type=float, default=8.0)
     p.add_argument("--remove-points", type=int, default=200)
     p.add_argument("--remove-rounds", type=int, default=4)
+    p.add_argument("--val-scans", type=int, default=None,
+                   help="score the first N validation scans only (default: all)")
     p.add_argument("--attack-samples", type=int, default=None,
                    help="attack only the first N validation scans (their clean score is "
                         "reported beside)")
@@ -94,7 +96,8 @@ def main(argv=None) -> int:
     from lidarcl.robustness import evaluate as E
 
     try:
-        cfg = build_pretrain_config(args.config, None, False, args.cfg_options)
+        cfg = E.limit_scans(build_pretrain_config(args.config, None, False, args.cfg_options),
+                            args.val_scans)
         task = E.task_of(cfg)
         baseline = E.load_baseline(args.baseline)
     except (FileNotFoundError, ValueError, DataError) as exc:

@@ -9,7 +9,8 @@ and the per-seed gain over the baseline row, and a plot of score against severit
         --row 'prc=outputs/finetune_study_v2/1pct/prc/seed{seed}/iter_30.pth' \\
         --detector outputs/bev_study/det/100pct/random/seed0/iter_250.pth
 
-Each checkpoint's config is the one dumped beside it. Finished runs are kept under
+Each checkpoint is scored with the test_config.py its study run kept beside it, or with
+--config (and --cfg-options) for the rows. Finished runs are kept under
 OUT/runs/: the same command resumes.
 """
 from __future__ import annotations
@@ -23,6 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
+    from mmengine.config import DictAction
+
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -42,6 +45,10 @@ def main(argv=None) -> int:
     p.add_argument("--attack-samples", type=int, default=3)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--epsilon", type=float, default=0.05)
+    p.add_argument("--config", default=None,
+                   help="the rows' config (default: the test_config.py beside each checkpoint)")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default=None,
+                   help="options of the rows' config (e.g. its validation data_root)")
     args = p.parse_args(argv)
 
     robustness = _load_tool("robustness")
@@ -53,7 +60,8 @@ def main(argv=None) -> int:
     rows = dict(r.split("=", 1) for r in args.row)
     if args.baseline_row not in rows:
         p.error(f"the baseline row {args.baseline_row!r} is not among the rows {list(rows)}")
-    first = config_beside(rows[args.baseline_row].format(seed=args.seeds[0]))
+    first = config_beside(rows[args.baseline_row].format(seed=args.seeds[0]), args.config,
+                          args.cfg_options)
     root = str(_val_dataset_cfg(first).data_root).rstrip("/")
     corrupted_root = args.corrupted_root or f"{root}-c"
     seg_names = robustness.corruption_names(args.corruptions, "segmentation", False)
@@ -62,7 +70,8 @@ def main(argv=None) -> int:
               "spoof": dict(steps=args.steps), "remove": dict(rounds=args.steps)}
     study = run_study(args.out, rows, args.seeds, seg_names, args.severities, corrupted_root,
                       args.detector, det_names if args.detector else (), args.val_scans,
-                      args.attacks, params, args.attack_samples)
+                      args.attacks, params, args.attack_samples, config=args.config,
+                      config_options=args.cfg_options)
     summary = summarise(study, args.baseline_row)
     text = format_study(summary, study["detector"])
     with atomic_write(os.path.join(args.out, "summary.md"), "w") as f:

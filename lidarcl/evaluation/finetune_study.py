@@ -109,8 +109,9 @@ def _run_one(repo: str, data: dict, work_dir: str, percent: float, seed: int, it
 
 def train_then_score(cfg, work_dir: str, iters: int, score) -> tuple[dict, float, str]:
     """Train ``cfg`` for ``iters`` iterations without validation, score the last checkpoint
-    with ``score(cfg, path)`` and keep its weights only. Returns ``(score's result,
-    training seconds, checkpoint path)``."""
+    with ``score(cfg, path)`` and keep its weights only; the scoring config is kept as
+    ``<work_dir>/test_config.py`` (the run's own dump has no validation loader). Returns
+    ``(score's result, training seconds, checkpoint path)``."""
     from lidarcl.engine import run_pretraining
 
     start = time.perf_counter()
@@ -119,6 +120,7 @@ def train_then_score(cfg, work_dir: str, iters: int, score) -> tuple[dict, float
     last = os.path.join(work_dir, f"iter_{iters}.pth")
     result = score(cfg, last)
     _keep_weights_only(last)
+    cfg.dump(os.path.join(work_dir, "test_config.py"))
     return result, train_seconds, last
 
 

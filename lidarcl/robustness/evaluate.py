@@ -36,7 +36,7 @@ from lidarcl.errors import DataError
 from lidarcl.robustness.scores import (NUSCENES_C_SEG_BASELINE, ROBO3D_CORRUPTIONS,
                                        corruption_error, resilience_rate)
 
-__all__ = ["DONG_OBJECT_CORRUPTIONS", "BASELINES", "task_of", "evaluate_config",
+__all__ = ["DONG_OBJECT_CORRUPTIONS", "BASELINES", "task_of", "limit_scans", "evaluate_config",
            "corrupted_config", "run_attack", "robustness_scores", "load_baseline",
            "run_robustness", "write_report"]
 
@@ -71,6 +71,22 @@ def _set_dataroot(cfg, root: str):
     for key in ("val_evaluator", "test_evaluator"):
         if cfg.get(key) and "data_root" in cfg[key]:
             cfg[key].data_root = root
+    return cfg
+
+
+def limit_scans(cfg, scans: int | None):
+    """``cfg`` scoring only the first ``scans`` validation scans (the devkit then scores those
+    samples alone); unchanged for ``None``."""
+    if not scans:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    for key in ("val_dataloader", "test_dataloader"):
+        if cfg.get(key):
+            cfg[key].dataset.indices = int(scans)
+    if task_of(cfg) == "detection":
+        for key in ("val_evaluator", "test_evaluator"):
+            if cfg.get(key):
+                cfg[key].only_processed = True
     return cfg
 
 

@@ -7,7 +7,8 @@ the baseline row's run of the same seed.
 
 Runs are kept as ``<out>/runs/<row>_seed<k>.json`` (and ``detector.json``): the same command
 resumes. A checkpoint's config is the one its training run dumped beside it
-(``<checkpoint dir>/<config name>.py``) unless a config is given.
+(``<checkpoint dir>/test_config.py``, the scoring config the fine-tuning and BEV studies
+keep) unless a config is given.
 """
 from __future__ import annotations
 
@@ -19,23 +20,22 @@ import time
 
 import numpy as np
 
-from lidarcl.robustness.evaluate import (plot_scores, robustness_scores, run_robustness,
-                                         task_of, write_report)
+from lidarcl.robustness.evaluate import (limit_scans, plot_scores, robustness_scores,
+                                         run_robustness, write_report)
 
 __all__ = ["config_beside", "run_study", "summarise", "format_study", "plot_study"]
 
 
 def config_beside(checkpoint: str, config: str | None = None, options: dict | None = None):
-    """The config of ``checkpoint``: ``config`` if given, else the single ``*.py`` its
-    training run dumped beside it."""
+    """The config to score ``checkpoint`` with: ``config`` if given, else the
+    ``test_config.py`` its study run kept beside it."""
     from lidarcl.engine import build_pretrain_config
 
     if config is None:
-        found = sorted(glob.glob(osp.join(osp.dirname(checkpoint), "*.py")))
-        if len(found) != 1:
-            raise ValueError(f"{checkpoint}: expected one dumped config beside it, found "
-                             f"{len(found)}; pass the config")
-        config = found[0]
+        config = osp.join(osp.dirname(checkpoint), "test_config.py")
+        if not osp.isfile(config):
+            raise ValueError(f"{checkpoint}: no test_config.py beside it (runs of the studies "
+                             "before it was kept); pass the config")
     return build_pretrain_config(config, None, False, options or {})
 
 
@@ -47,11 +47,11 @@ def _mean_std(values) -> tuple[float, float]:
 def run_study(out: str, rows: dict, seeds, corruptions, severities, corrupted_root: str,
               detector: str | None = None, det_corruptions=(), val_scans: int | None = None,
               attacks=(), attack_params: dict | None = None, attack_samples: int | None = None,
-              config: str | None = None, det_config: str | None = None, log=print) -> dict:
+              config: str | None = None, det_config: str | None = None,
+              config_options: dict | None = None, log=print) -> dict:
     """Score every row and seed and the detector (module doc); returns ``{"runs": {(row,
     seed): results}, "detector": results or None}``."""
     os.makedirs(osp.join(out, "runs"), exist_ok=True)
-    options = {"val_dataloader.dataset.indices": val_scans} if val_scans else {}
     jobs = [(name, seed, template.format(seed=seed), config) for name, template in rows.items()
             for seed in seeds]
     if detector:
@@ -67,9 +67,8 @@ def run_study(out: str, rows: dict, seeds, corruptions, severities, corrupted_ro
         else:
             if not osp.isfile(checkpoint):
                 raise FileNotFoundError(f"{label}: checkpoint {checkpoint} not found")
-            cfg = config_beside(checkpoint, cfg_path, options)
-            if val_scans and task_of(cfg) == "detection":  # the devkit scores those scans
-                cfg.val_evaluator.only_processed = True
+            options = config_options if seed is not None else None  # the detector: its own
+            cfg = limit_scans(config_beside(checkpoint, cfg_path, options), val_scans)
             start = time.perf_counter()
             log(f"== {label}: {checkpoint}")
             results = run_robustness(
