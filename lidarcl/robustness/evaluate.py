@@ -101,6 +101,16 @@ def evaluate_config(cfg, checkpoint: str, device: str = "cpu") -> dict:
     return run_bev_test(cfg, checkpoint, device=device)
 
 
+def _index_has_sweeps(cfg) -> bool:
+    from lidarcl.datasets.info_format import read_info_index
+
+    dataset = _val_dataset_cfg(cfg)
+    index = dataset.ann_file if osp.isabs(dataset.ann_file) else osp.join(dataset.data_root,
+                                                                          dataset.ann_file)
+    infos, _ = read_info_index(index)
+    return any(info.get("sweeps") for info in infos)
+
+
 def _pipeline_reads_sweeps(cfg) -> bool:
     return any(t.get("type") in SWEEP_LOADERS for t in _val_dataset_cfg(cfg).pipeline)
 
@@ -291,7 +301,10 @@ def run_robustness(cfg, checkpoint: str, corruptions, severities, corrupted_root
                "seed": seed, "corrupted_root": osp.abspath(corrupted_root)}
     sets = plan_sets(corruptions, severities) if corruptions else []
     if task == "segmentation":
-        sets = [s for s in sets if s[0] not in ("temporal_misalignment",)]
+        sets = [s for s in sets if s[0] != "temporal_misalignment"]
+    if any(s[0] == "temporal_misalignment" for s in sets) and not _index_has_sweeps(cfg):
+        log("temporal_misalignment: left out, the validation index lists no sweeps")
+        sets = [s for s in sets if s[0] != "temporal_misalignment"]
     start = time.perf_counter()
     clean = evaluate_config(cfg, checkpoint, device)["metrics"]
     if metric not in clean:
