@@ -33,7 +33,7 @@ def model_run(tiny_dataset, tmp_path_factory):
     out = tmp / "report"
     args = [CONFIG, str(checkpoint), "--corruptions", "beam_missing", "local_scale",
             "--severities", "3", "--corrupted-root", str(tmp / "c"), "--out", str(out),
-            "--attacks", "pgd", "--steps", "1", "--attack-samples", "1",
+            "--attacks", "pgd", "--steps", "1", "--attack-samples", "1", "--val-scans", "1",
             "--cfg-options", f"val_dataloader.dataset.data_root={tiny_dataset}/"]
     assert tool.main(args) == 0
     results = json.loads((out / "robustness.json").read_text())
@@ -42,16 +42,16 @@ def model_run(tiny_dataset, tmp_path_factory):
 
 
 def test_corrupted_score_equals_an_independent_copy(model_run):
-    """The beam-missing score equals the test evaluation of a copy written by
-    tools/create_corrupted.py into another folder."""
-    from lidarcl.robustness.evaluate import _set_dataroot, evaluate_config
+    """The beam-missing score (of the first validation scan: --val-scans 1) equals the test
+    evaluation of a copy written by tools/create_corrupted.py into another folder."""
+    from lidarcl.robustness.evaluate import _set_dataroot, evaluate_config, limit_scans
 
     create = load_tool("create_corrupted")
     other = model_run["tmp"] / "other"
     assert create.main(["--root", model_run["root"], "--version", "v1.0-synthetic",
                         "--corruptions", "beam_missing", "--severities", "3",
                         "--link-sweeps", "--out", str(other)]) == 0
-    cfg = _set_dataroot(model_run["cfg"], str(other / "beam_missing" / "3"))
+    cfg = limit_scans(_set_dataroot(model_run["cfg"], str(other / "beam_missing" / "3")), 1)
     expected = evaluate_config(cfg, model_run["checkpoint"])["metrics"]["mIoU"]
     results = model_run["results"]
     assert results["corruptions"]["beam_missing"]["3"]["score"] == pytest.approx(expected,
@@ -119,9 +119,9 @@ def test_tool_errors(model_run, capsys):
 
 
 def test_detection(tiny_dataset, tmp_path):
-    """A CenterPoint config end to end: the devkit scores the clean, corrupted (an
-    object-level and the temporal corruption) and attacked predictions; an attack on the
-    first scan is scored on that scan alone."""
+    """A CenterPoint config end to end on the first validation scan: the devkit scores the
+    clean, corrupted (an object-level and the temporal corruption) and attacked
+    predictions of that scan alone."""
     from lidarcl.engine import build_pretrain_config
     from lidarcl.errors import DataError
     from lidarcl.registry import MODELS
@@ -136,7 +136,8 @@ def test_detection(tiny_dataset, tmp_path):
     tool = load_tool("robustness")
     assert tool.main([config, str(checkpoint), "--corruptions", "local_rotation",
                       "temporal_misalignment", "--severities", "5", "--attacks", "pgd",
-                      "--steps", "1", "--attack-samples", "1", "--corrupted-root",
+                      "--steps", "1", "--attack-samples", "1", "--val-scans", "1",
+                      "--corrupted-root",
                       str(tmp_path / "c"), "--out", str(tmp_path / "out"), "--cfg-options",
                       *options]) == 0
     results = json.loads((tmp_path / "out" / "robustness.json").read_text())
