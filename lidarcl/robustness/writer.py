@@ -208,7 +208,8 @@ class _SetWriter:
             "format": MANIFEST_FORMAT, "corruption": name, "severity": self.severity,
             "parameter_name": self.corruption.parameter_name,
             "parameter": self.corruption.parameter, "seed": int(seed),
-            "source_root": self.root, "version": version, "source_index": osp.abspath(index),
+            "source_root": osp.realpath(self.root), "version": version,
+            "source_index": osp.realpath(index),
             "source_index_sha256": _digest(index),
             "sweeps": "corrupted" if self.corrupt_sweeps else "unchanged (linked)",
         }
@@ -434,7 +435,8 @@ class _KittiSetWriter(_SetWriter):
             "format": MANIFEST_FORMAT, "corruption": name, "severity": self.severity,
             "parameter_name": self.corruption.parameter_name,
             "parameter": self.corruption.parameter, "seed": int(seed),
-            "source_root": self.root, "version": "kitti", "source_index": osp.abspath(index),
+            "source_root": osp.realpath(self.root), "version": "kitti",
+            "source_index": osp.realpath(index),
             "source_index_sha256": _digest(index), "sweeps": "none (KITTI)",
         }
         self.files = [info["lidar_path"] for info in infos]
