@@ -61,8 +61,9 @@ THING_CLASSES = ("barrier", "bicycle", "bus", "car", "construction_vehicle", "mo
 class AttackOutput:
     """An attacked batch: ``points`` (N', C), ``offsets`` (B,), ``source_rows`` (N',) the row
     of each point in the clean batch (-1 for an added point), ``losses`` the attack loss on
-    the unattacked points first, then at every iterate (PGD: the random start if any and
-    every step's candidate; removal: after each round)."""
+    the unattacked points first (for spoofing: with the cluster at its initial place), then
+    at every iterate (PGD: the random start if any and every step's candidate; removal:
+    after each round)."""
     points: torch.Tensor
     offsets: torch.Tensor
     source_rows: torch.Tensor
