@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--det-corruptions", nargs="+", default=["robo3d", "dong"])
     p.add_argument("--severities", type=int, nargs="+", default=None)
     p.add_argument("--corrupted-root", default=None,
-                   help="default: the validation data root with -c appended")
+                   help="default: each model's validation data root with -c appended")
     p.add_argument("--val-scans", type=int, default=None,
                    help="score the first N validation scans (default: all)")
     p.add_argument("--attacks", nargs="*", default=["pgd", "spoof", "remove"])
@@ -52,23 +52,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     robustness = _load_tool("robustness")
-    from lidarcl.robustness.evaluate import _val_dataset_cfg
-    from lidarcl.robustness.study import (config_beside, format_study, plot_study, run_study,
-                                          summarise)
+    from lidarcl.robustness.study import format_study, plot_study, run_study, summarise
     from lidarcl.utils.fileio import atomic_write
 
     rows = dict(r.split("=", 1) for r in args.row)
     if args.baseline_row not in rows:
         p.error(f"the baseline row {args.baseline_row!r} is not among the rows {list(rows)}")
-    first = config_beside(rows[args.baseline_row].format(seed=args.seeds[0]), args.config,
-                          args.cfg_options)
-    root = str(_val_dataset_cfg(first).data_root).rstrip("/")
-    corrupted_root = args.corrupted_root or f"{root}-c"
     seg_names = robustness.corruption_names(args.corruptions, "segmentation", False)
     det_names = robustness.corruption_names(args.det_corruptions, "detection", False)
     params = {"pgd": dict(epsilon=args.epsilon, steps=args.steps),
               "spoof": dict(steps=args.steps), "remove": dict(rounds=args.steps)}
-    study = run_study(args.out, rows, args.seeds, seg_names, args.severities, corrupted_root,
+    study = run_study(args.out, rows, args.seeds, seg_names, args.severities, args.corrupted_root,
                       args.detector, det_names if args.detector else (), args.val_scans,
                       args.attacks, params, args.attack_samples, config=args.config,
                       config_options=args.cfg_options)

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from lidarcl.robustness.evaluate import (limit_scans, plot_scores, robustness_scores,
-                                         run_robustness, write_report)
+from lidarcl.robustness.evaluate import (_val_dataset_cfg, limit_scans, plot_scores,
+                                         robustness_scores, run_robustness, write_report)
 
 __all__ = ["config_beside", "run_study", "summarise", "format_study", "plot_study"]
 
@@ -44,12 +44,13 @@ def _mean_std(values) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
-def run_study(out: str, rows: dict, seeds, corruptions, severities, corrupted_root: str,
+def run_study(out: str, rows: dict, seeds, corruptions, severities, corrupted_root: str | None,
               detector: str | None = None, det_corruptions=(), val_scans: int | None = None,
               attacks=(), attack_params: dict | None = None, attack_samples: int | None = None,
               config: str | None = None, det_config: str | None = None,
               config_options: dict | None = None, log=print) -> dict:
-    """Score every row and seed and the detector (module doc); returns ``{"runs": {(row,
+    """Score every row and seed and the detector (module doc; ``corrupted_root`` None: each
+    model's validation data root with ``-c`` appended); returns ``{"runs": {(row,
     seed): results}, "detector": results or None}``."""
     os.makedirs(osp.join(out, "runs"), exist_ok=True)
     jobs = [(name, seed, template.format(seed=seed), config) for name, template in rows.items()
@@ -69,11 +70,12 @@ def run_study(out: str, rows: dict, seeds, corruptions, severities, corrupted_ro
                 raise FileNotFoundError(f"{label}: checkpoint {checkpoint} not found")
             options = config_options if seed is not None else None  # the detector: its own
             cfg = limit_scans(config_beside(checkpoint, cfg_path, options), val_scans)
+            root = corrupted_root or str(_val_dataset_cfg(cfg).data_root).rstrip("/") + "-c"
             start = time.perf_counter()
             log(f"== {label}: {checkpoint}")
             results = run_robustness(
                 cfg, checkpoint, det_corruptions if seed is None else corruptions, severities,
-                corrupted_root, attacks, attack_params, None, None, 0, "cpu", attack_samples,
+                root, attacks, attack_params, None, None, 0, "cpu", attack_samples,
                 log=lambda text, label=label: log(f"{label}: {text}"))
             results["val_scans"] = val_scans
             write_report(results, osp.join(out, "runs"), label)
