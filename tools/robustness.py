@@ -24,26 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-GROUPS = {
-    "robo3d": ["fog", "wet_ground", "snow", "motion_blur", "beam_missing", "crosstalk",
-               "incomplete_echo", "cross_sensor"],
-    "dong": ["local_density_decrease", "local_cutout", "local_gaussian_noise", "local_shear",
-             "local_scale", "local_rotation", "temporal_misalignment"],
-}
-
-
-def corruption_names(requested: list[str], task: str, reads_images: bool) -> list[str]:
-    """Names from names and groups; the alignment corruptions only where they change the
-    model's input (temporal: detectors; spatial: models that read images)."""
-    names = []
-    for item in requested:
-        group = GROUPS["robo3d"] + GROUPS["dong"] if item == "all" else GROUPS.get(item, [item])
-        names += [n for n in group if n not in names]
-    if reads_images and "spatial_misalignment" not in names and "all" in requested:
-        names.append("spatial_misalignment")
-    if task == "segmentation":
-        names = [n for n in names if n != "temporal_misalignment"]
-    return names
+from lidarcl.robustness.evaluate import corruption_names  # noqa: E402  (the tool's API)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corrupted-root", default=None,
                    help="where the corrupted copies are (written when missing)")
     p.add_argument("--seed", type=int, default=0, help="the corrupted sets' seed")
-    p.add_argument("--attacks", nargs="*", default=[], choices=("pgd", "spoof", "remove"))
+    from lidarcl.robustness.attacks import ATTACKS
+
+    p.add_argument("--attacks", nargs="*", default=[], choices=ATTACKS)
     p.add_argument("--epsilon", type=float, default=0.05, help="PGD budget, metres (L-inf)")
     p.add_argument("--steps", type=int, default=10, help="PGD and spoofing steps")
     p.add_argument("--step-size", type=float, default=None,

@@ -51,15 +51,15 @@ def main(argv=None) -> int:
                    help="options of the rows' config (e.g. its validation data_root)")
     args = p.parse_args(argv)
 
-    robustness = _load_tool("robustness")
+    from lidarcl.robustness.evaluate import corruption_names
     from lidarcl.robustness.study import format_study, plot_study, run_study, summarise
     from lidarcl.utils.fileio import atomic_write
 
     rows = dict(r.split("=", 1) for r in args.row)
     if args.baseline_row not in rows:
         p.error(f"the baseline row {args.baseline_row!r} is not among the rows {list(rows)}")
-    seg_names = robustness.corruption_names(args.corruptions, "segmentation", False)
-    det_names = robustness.corruption_names(args.det_corruptions, "detection", False)
+    seg_names = corruption_names(args.corruptions, "segmentation", False)
+    det_names = corruption_names(args.det_corruptions, "detection", False)
     params = {"pgd": dict(epsilon=args.epsilon, steps=args.steps),
               "spoof": dict(steps=args.steps), "remove": dict(rounds=args.steps)}
     study = run_study(args.out, rows, args.seeds, seg_names, args.severities, args.corrupted_root,
@@ -75,16 +75,6 @@ def main(argv=None) -> int:
     plot_study(study, os.path.join(args.out, "robustness_study.png"))
     print(text)
     return 0
-
-
-def _load_tool(name: str):
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"lidarcl_tool_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 if __name__ == "__main__":

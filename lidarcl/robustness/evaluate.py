@@ -36,7 +36,8 @@ from lidarcl.errors import DataError
 from lidarcl.robustness.scores import (NUSCENES_C_SEG_BASELINE, ROBO3D_CORRUPTIONS,
                                        corruption_error, resilience_rate)
 
-__all__ = ["DONG_OBJECT_CORRUPTIONS", "BASELINES", "task_of", "limit_scans", "evaluate_config",
+__all__ = ["DONG_OBJECT_CORRUPTIONS", "BASELINES", "CORRUPTION_GROUPS", "corruption_names",
+           "task_of", "limit_scans", "evaluate_config", "write_corrupted_sets",
            "corrupted_config", "run_attack", "robustness_scores", "load_baseline",
            "run_robustness", "write_report"]
 
@@ -46,6 +47,28 @@ DONG_ALIGNMENT_CORRUPTIONS = ("spatial_misalignment", "temporal_misalignment")
 # named baselines for --baseline (Robo3D's published nuScenes-C table)
 BASELINES = {"nuscenes-c-minkunet18": NUSCENES_C_SEG_BASELINE}
 SWEEP_LOADERS = ("LoadSweeps",)
+
+
+CORRUPTION_GROUPS = {
+    "robo3d": list(ROBO3D_CORRUPTIONS),
+    "dong": list(DONG_OBJECT_CORRUPTIONS) + ["temporal_misalignment"],
+}
+
+
+def corruption_names(requested, task: str, reads_images: bool) -> list[str]:
+    """Names from names and groups (``robo3d``, ``dong``, ``all``); the alignment
+    corruptions only where they change the model's input (temporal: detectors; spatial,
+    with ``all``: models that read images)."""
+    names = []
+    for item in requested:
+        group = (CORRUPTION_GROUPS["robo3d"] + CORRUPTION_GROUPS["dong"] if item == "all"
+                 else CORRUPTION_GROUPS.get(item, [item]))
+        names += [n for n in group if n not in names]
+    if reads_images and "spatial_misalignment" not in names and "all" in requested:
+        names.append("spatial_misalignment")
+    if task == "segmentation":
+        names = [n for n in names if n != "temporal_misalignment"]
+    return names
 
 
 def task_of(cfg) -> str:
@@ -101,13 +124,16 @@ def evaluate_config(cfg, checkpoint: str, device: str = "cpu") -> dict:
     return run_bev_test(cfg, checkpoint, device=device)
 
 
+def _val_index(cfg) -> str:
+    dataset = _val_dataset_cfg(cfg)
+    return dataset.ann_file if osp.isabs(dataset.ann_file) else osp.join(dataset.data_root,
+                                                                         dataset.ann_file)
+
+
 def _index_has_sweeps(cfg) -> bool:
     from lidarcl.datasets.info_format import read_info_index
 
-    dataset = _val_dataset_cfg(cfg)
-    index = dataset.ann_file if osp.isabs(dataset.ann_file) else osp.join(dataset.data_root,
-                                                                          dataset.ann_file)
-    infos, _ = read_info_index(index)
+    infos, _ = read_info_index(_val_index(cfg))
     return any(info.get("sweeps") for info in infos)
 
 
@@ -115,28 +141,34 @@ def _pipeline_reads_sweeps(cfg) -> bool:
     return any(t.get("type") in SWEEP_LOADERS for t in _val_dataset_cfg(cfg).pipeline)
 
 
-def corrupted_config(cfg, name: str, severity: int, corrupted_root: str, seed: int = 0,
-                     log: Callable = print):
-    """``cfg`` reading the corrupted copy of its validation data (written when missing)."""
+def write_corrupted_sets(cfg, corruptions, severities, corrupted_root: str, seed: int = 0,
+                         log: Callable = print) -> list[dict]:
+    """Write the missing corrupted copies of ``cfg``'s validation data in one call (the
+    tables and the index are read once); sweeps are corrupted only when the test pipeline
+    reads them. Returns :func:`~lidarcl.robustness.writer.create_corrupted`'s report."""
     from lidarcl.datasets.info_format import read_info_index
-    from lidarcl.robustness.writer import corrupted_set_dir, create_corrupted
+    from lidarcl.robustness.writer import create_corrupted
 
-    dataset = _val_dataset_cfg(cfg)
-    root = dataset.data_root
-    index = dataset.ann_file if osp.isabs(dataset.ann_file) else osp.join(root,
-                                                                          dataset.ann_file)
+    index = _val_index(cfg)
     base = osp.basename(index)
     if "_infos_" not in base:
         raise DataError(index, "expected an info index named <prefix>_infos_<split>.json")
     _, metadata = read_info_index(index, "nuscenes")
-    create_corrupted(root, metadata["version"], index, corrupted_root, [name], [severity],
-                     seed=seed, prefix=base.split("_infos_")[0], log=log,
-                     corrupt_sweeps=_pipeline_reads_sweeps(cfg))
-    out = _set_dataroot(cfg, corrupted_set_dir(corrupted_root, name, severity))
+    return create_corrupted(_val_dataset_cfg(cfg).data_root, metadata["version"], index,
+                            corrupted_root, corruptions, severities, seed=seed,
+                            prefix=base.split("_infos_")[0], log=log,
+                            corrupt_sweeps=_pipeline_reads_sweeps(cfg))
+
+
+def corrupted_config(cfg, set_dir: str):
+    """``cfg`` reading the corrupted copy at ``set_dir`` (a dataroot with the same index
+    file name)."""
+    dataset = _val_dataset_cfg(cfg)
+    out = _set_dataroot(cfg, set_dir)
     if osp.isabs(dataset.ann_file):
         for key in ("val_dataloader", "test_dataloader"):
             if out.get(key):
-                out[key].dataset.ann_file = base
+                out[key].dataset.ann_file = osp.basename(dataset.ann_file)
     return out
 
 
@@ -167,8 +199,7 @@ def run_attack(cfg, checkpoint: str, attack: str, params: dict, device: str = "c
     from lidarcl.registry import METRICS
     from lidarcl.robustness import attacks as A
 
-    functions = {"pgd": A.pgd_coordinates, "spoof": A.spoof_cluster,
-                 "remove": A.saliency_removal}
+    functions = dict(zip(A.ATTACKS, (A.pgd_coordinates, A.spoof_cluster, A.saliency_removal)))
     if attack not in functions:
         raise ValueError(f"unknown attack {attack!r}; known: {', '.join(functions)}")
     task = task_of(cfg)
@@ -234,13 +265,11 @@ def load_baseline(spec: str | None) -> dict | None:
         return None
     if spec in BASELINES:
         return dict(BASELINES[spec])
+    from lidarcl.datasets.info_format import read_json_document
+
     if not osp.isfile(spec):
         raise DataError(spec, f"baseline results not found (or a name: {', '.join(BASELINES)})")
-    try:
-        with open(spec, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(spec, f"not valid JSON ({exc})") from exc
+    data = read_json_document(spec, "baseline results JSON")
     if isinstance(data, dict) and "corruptions" in data and "clean" in data:
         out = {"clean": data["clean"]["score"]}
         for name, levels in data["corruptions"].items():
@@ -312,8 +341,11 @@ def run_robustness(cfg, checkpoint: str, corruptions, severities, corrupted_root
     results["clean"] = {"score": clean[metric], "metrics": clean}
     log(f"clean: {metric} {clean[metric]:.2f}")
     results["corruptions"] = {}
+    report = write_corrupted_sets(cfg, list(dict.fromkeys(n for n, _ in sets)), severities,
+                                  corrupted_root, seed, log) if sets else []
+    set_dirs = {(r["name"], r["severity"]): r["dir"] for r in report}
     for name, severity in sets:
-        corrupted = corrupted_config(cfg, name, severity, corrupted_root, seed, log=log)
+        corrupted = corrupted_config(cfg, set_dirs[(name, severity)])
         metrics = evaluate_config(corrupted, checkpoint, device)["metrics"]
         results["corruptions"].setdefault(name, {})[str(severity)] = {
             "score": metrics[metric], "metrics": metrics}

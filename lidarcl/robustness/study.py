@@ -12,7 +12,6 @@ keep) unless a config is given.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import os.path as osp

@@ -53,6 +53,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from lidarcl.datasets.info_format import read_json_document
 from lidarcl.errors import DataError
 from lidarcl.utils.fileio import atomic_write, atomic_write_bytes
 
@@ -102,22 +103,13 @@ def plan_sets(corruptions: Iterable[str] | str, severities: Iterable[int] | None
     return sets
 
 
-def _read_json(path: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from exc
-
-
 def filter_tables(table_root: str, scene_tokens: set[str]) -> dict[str, list]:
     """The tables of ``table_root`` restricted to the scenes ``scene_tokens`` (module doc):
     ``{table name: records}``."""
     names = sorted(f[:-5] for f in os.listdir(table_root) if f.endswith(".json")
                    and f != "splits.json")
-    tables = {n: _read_json(osp.join(table_root, f"{n}.json")) for n in names}
+    tables = {n: read_json_document(osp.join(table_root, f"{n}.json"), f"nuScenes {n} table")
+              for n in names}
     missing = [n for n in ("scene", "sample", "sample_data", "ego_pose") if n not in tables]
     if missing:
         raise DataError(table_root, f"the nuScenes tables lack {missing}")
@@ -191,33 +183,64 @@ def _link(target: str, link: str) -> None:
     os.symlink(target, link)
 
 
-class _SetWriter:
-    """One (corruption, severity) set (module doc)."""
+class _Source:
+    """What every set of one call shares: the dataroot, its version, the info index (its
+    samples, metadata and digest) and, for nuScenes, the tables of the index's scenes (read
+    once, when a set is written)."""
 
-    def __init__(self, root, version, index, infos, metadata, out, name, severity, seed,
-                 prefix, corrupt_sweeps=True):
-        from lidarcl.robustness.corruptions import build_corruption
-
+    def __init__(self, root: str, version: str, index: str, infos: list, metadata: dict):
         self.root, self.version, self.index = osp.abspath(root), version, index
         self.infos, self.metadata = infos, metadata
-        self.name, self.severity, self.seed, self.prefix = name, int(severity), seed, prefix
-        self.corruption = build_corruption(name, severity, seed)
+        self.digest = _digest(index)
+        self._tables = None
+
+    @property
+    def tables(self) -> dict[str, list]:
+        if self._tables is None:
+            self._tables = filter_tables(osp.join(self.root, self.version),
+                                         {i["scene_token"] for i in self.infos})
+        return self._tables
+
+
+class _SetWriter:
+    """One (corruption, severity) set of a nuScenes layout (module doc)."""
+
+    def __init__(self, source: _Source, out, name, severity, seed, prefix,
+                 corrupt_sweeps=True):
+        self._init_set(source, out, name, severity, seed, prefix)
         self.corrupt_sweeps = bool(corrupt_sweeps) and name in SWEEP_CORRUPTIONS
+        self.manifest["sweeps"] = "corrupted" if self.corrupt_sweeps else "unchanged (linked)"
+
+    def _init_set(self, source: _Source, out, name, severity, seed, prefix,
+                  **corruption_args) -> None:
+        from lidarcl.robustness.corruptions import build_corruption
+
+        self.source = source
+        self.root, self.version, self.index = source.root, source.version, source.index
+        self.infos, self.metadata = source.infos, source.metadata
+        self.name, self.severity, self.seed, self.prefix = name, int(severity), seed, prefix
+        self.corruption = build_corruption(name, severity, seed, **corruption_args)
         self.dir = corrupted_set_dir(out, name, severity)
         self.manifest = {
             "format": MANIFEST_FORMAT, "corruption": name, "severity": self.severity,
             "parameter_name": self.corruption.parameter_name,
             "parameter": self.corruption.parameter, "seed": int(seed),
-            "source_root": osp.realpath(self.root), "version": version,
-            "source_index": osp.realpath(index),
-            "source_index_sha256": _digest(index),
-            "sweeps": "corrupted" if self.corrupt_sweeps else "unchanged (linked)",
+            "source_root": osp.realpath(self.root), "version": self.version,
+            "source_index": osp.realpath(self.index), "source_index_sha256": source.digest,
         }
-        self.tables = filter_tables(osp.join(self.root, version),
-                                    {i["scene_token"] for i in infos})
-        self.lidar = [r for r in self.tables["sample_data"]
-                      if r["filename"].split("/")[1:2] == [LIDAR_CHANNEL]]
-        self.files = [r["filename"] for r in self.lidar]
+
+    @property
+    def tables(self) -> dict[str, list]:
+        return self.source.tables
+
+    @property
+    def lidar(self) -> list[dict]:
+        return [r for r in self.tables["sample_data"]
+                if r["filename"].split("/")[1:2] == [LIDAR_CHANNEL]]
+
+    @property
+    def files(self) -> list[str]:
+        return [r["filename"] for r in self.lidar]
 
     # -- state -------------------------------------------------------------------------
     def state(self) -> str:
@@ -230,7 +253,7 @@ class _SetWriter:
                                           "it is not a corrupted set of this tool: choose "
                                           "another --out")
             return "new"
-        found = _read_json(path)
+        found = read_json_document(path, "corrupted-set manifest")
         settings = {k: v for k, v in found.items() if k != "complete"}
         if settings != self.manifest:
             differ = sorted(k for k in set(settings) | set(self.manifest)
@@ -398,7 +421,8 @@ class _SetWriter:
         splits = osp.join(self.root, self.version, "splits.json")
         if osp.isfile(splits):
             names = {r["name"] for r in tables["scene"]}
-            kept = {k: [n for n in v if n in names] for k, v in _read_json(splits).items()}
+            kept = {k: [n for n in v if n in names]
+                    for k, v in read_json_document(splits, "split file").items()}
             with atomic_write(osp.join(table_dir, "splits.json"), "w", encoding="utf-8") as f:
                 json.dump(kept, f, indent=1)
 
@@ -418,28 +442,18 @@ class _KittiSetWriter(_SetWriter):
     calibrations (spatial misalignment: calibration files with the noisy
     ``Tr_velo_to_cam``), the index by ``create_kitti_infos``. KITTI has no sweeps."""
 
-    def __init__(self, root, index, infos, metadata, out, name, severity, seed, prefix):
-        from lidarcl.robustness.corruptions import build_corruption
-
+    def __init__(self, source: _Source, out, name, severity, seed, prefix):
         if name == "temporal_misalignment":
             raise ValueError("temporal misalignment replaces a scan by an older sweep; "
                              "KITTI's object layout has no sweeps")
-        self.root, self.version, self.index = osp.abspath(root), "kitti", index
-        self.infos, self.metadata = infos, metadata
-        self.name, self.severity, self.seed, self.prefix = name, int(severity), seed, prefix
-        self.corruption = build_corruption(name, severity, seed,
-                                           **KITTI_CORRUPTION_ARGS.get(name, {}))
-        self.dir = corrupted_set_dir(out, name, severity)
-        self.split = metadata.get("split") or "val"
-        self.manifest = {
-            "format": MANIFEST_FORMAT, "corruption": name, "severity": self.severity,
-            "parameter_name": self.corruption.parameter_name,
-            "parameter": self.corruption.parameter, "seed": int(seed),
-            "source_root": osp.realpath(self.root), "version": "kitti",
-            "source_index": osp.realpath(index),
-            "source_index_sha256": _digest(index), "sweeps": "none (KITTI)",
-        }
-        self.files = [info["lidar_path"] for info in infos]
+        self._init_set(source, out, name, severity, seed, prefix,
+                       **KITTI_CORRUPTION_ARGS.get(name, {}))
+        self.split = self.metadata.get("split") or "val"
+        self.manifest["sweeps"] = "none (KITTI)"
+
+    @property
+    def files(self) -> list[str]:
+        return [info["lidar_path"] for info in self.infos]
 
     def write(self, progress: Progress | None = None, stop_after: int | None = None) -> None:
         from lidarcl.datasets.kitti_converter import create_kitti_infos
@@ -529,13 +543,12 @@ def create_corrupted(root: str, version: str, index: str, out: str,
     infos, metadata = read_info_index(index, "kitti" if dataset == "kitti" else "nuscenes")
     if not infos:
         raise DataError(index, "the info index lists no sample")
+    source = _Source(root, "kitti" if dataset == "kitti" else version, index, infos, metadata)
     if dataset == "kitti":
-        writers = [_KittiSetWriter(root, index, infos, metadata, out, name, severity, seed,
-                                   prefix)
+        writers = [_KittiSetWriter(source, out, name, severity, seed, prefix)
                    for name, severity in plan_sets(corruptions, severities)]
     else:
-        writers = [_SetWriter(root, version, index, infos, metadata, out, name, severity,
-                              seed, prefix, corrupt_sweeps)
+        writers = [_SetWriter(source, out, name, severity, seed, prefix, corrupt_sweeps)
                    for name, severity in plan_sets(corruptions, severities)]
     states = [w.state() for w in writers]
     total = sum(w.files_to_write() for w, s in zip(writers, states) if s != "complete")
