@@ -336,11 +336,13 @@ class RecordLossHook(Hook):
         _RECORDED.append((runner.iter, float(outputs["loss"].detach())))
 
 
-def run(data_root, work_dir, iters, resume=False, **extra):
+def run(data_root, work_dir, iters, resume=False, deterministic=False, **extra):
     from lidarcl.engine import build_pretrain_config, run_pretraining
 
     options = small_options(data_root, iters, **extra)
     cfg = build_pretrain_config(str(CONFIG), str(work_dir), resume, options)
+    if deterministic:
+        cfg.randomness = dict(cfg.get("randomness") or {}, deterministic=True)
     cfg.custom_hooks = list(cfg.custom_hooks) + [dict(type="RecordLossHook")]
     _RECORDED.clear()
     run_pretraining(cfg)
@@ -405,18 +407,23 @@ def test_two_cpu_processes_train_one_model_on_different_samples(tiny_dataset, tm
 
 
 def test_resume_continues_at_the_same_iteration_with_the_same_loss(tiny_dataset, tmp_path):
-    full = run(tiny_dataset, tmp_path / "full", 3)
+    # the deterministic mode: without it the backward of advanced indexing adds with
+    # threaded atomics, and two runs may part in the last bits from iteration 1 on (seen
+    # in CI: 5.116279602 vs 5.116281986; docs/reproducibility.md)
+    full = run(tiny_dataset, tmp_path / "full", 3, deterministic=True)
     assert [it for it, _ in full] == [0, 1, 2]
     assert all(np.isfinite(loss) for _, loss in full)
-    part = run(tiny_dataset, tmp_path / "part", 2)
+    part = run(tiny_dataset, tmp_path / "part", 2, deterministic=True)
     assert part == full[:2]
     assert (tmp_path / "part" / "iter_2.pth").is_file()
     # mmengine's own checkpoint, plain types only (WeightsOnlyCheckpointHook)
     checkpoint = torch.load(tmp_path / "part" / "iter_2.pth", weights_only=True)
     assert checkpoint["meta"]["iter"] == 2 and "optimizer" in checkpoint
-    resumed = run(tiny_dataset, tmp_path / "part", 3, resume=True)
+    resumed = run(tiny_dataset, tmp_path / "part", 3, resume=True, deterministic=True)
     assert [it for it, _ in resumed] == [2]
-    assert resumed[0][1] == pytest.approx(full[2][1], rel=1e-5, abs=1e-6)
+    # the draws are seeded by iteration (Pretrainer.step_generator), the weights and the
+    # optimiser state come back whole: the resumed iteration repeats the uninterrupted one
+    assert resumed[0][1] == full[2][1]
     # the exported backbone loads into a fresh backbone, weights only
     from lidarcl.engine import load_backbone
 
