@@ -228,3 +228,128 @@ def test_kitti_layout(real_data, tmp_path):
     with pytest.raises(ValueError, match="no sweeps"):
         create_corrupted(root, None, index, str(out), ["temporal_misalignment"], [1],
                          dataset="kitti", log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def semantickitti(source, tmp_path_factory):
+    """The generated scenes in the SemanticKITTI layout (the export reads them through the
+    devkit), indexed, and Robo3D's eight written at severity 2."""
+    from lidarcl.datasets.semantickitti_converter import create_semantickitti_infos
+    from lidarcl.datasets.synthetic.semantickitti_export import export_semantickitti
+    from lidarcl.robustness.writer import create_corrupted
+
+    root = str(tmp_path_factory.mktemp("semantickitti"))
+    summary = export_semantickitti(source, VERSION, root)
+    create_semantickitti_infos(root, root, splits={k: tuple(v) for k, v in
+                                                   summary["splits"].items() if v})
+    index = os.path.join(root, "semantickitti_infos_val.json")
+    out = str(tmp_path_factory.mktemp("semantickitti_c"))
+    report = create_corrupted(root, None, index, out, "all", [2], dataset="semantickitti",
+                              prefix="semantickitti", log=lambda *_: None)
+    return root, index, out, report
+
+
+def _semantickitti_dataset(root, index, extra=(), with_row=False):
+    from lidarcl.datasets.semantickitti_dataset import SemanticKITTIDataset
+
+    return SemanticKITTIDataset(ann_file=index, data_root=root, pipeline=[
+        dict(type="LoadPoints", use_dims=None, skip_empty=False),
+        dict(type="LoadSemanticKITTILabels", ignore_index=255)] + list(extra), test_mode=True)
+
+
+@pytest.mark.parametrize("name", ["beam_missing", "wet_ground", "incomplete_echo", "fog"])
+def test_semantickitti_copy_equals_the_pipeline_transform(semantickitti, name):
+    """Each scan of the SemanticKITTI copy equals the clean scan corrupted inside a pipeline
+    that reads the 19 training labels (the label sets given as training labels: an
+    independent encoding of the same classes); the copy's labels, through the learning map,
+    equal the transform's; every point the corruption kept in place keeps its whole uint32
+    label (raw semantic id and instance), every displaced one gets 0."""
+    from lidarcl.robustness.corruptions import build_corruption
+    from lidarcl.robustness.writer import semantickitti_corruption_args
+
+    root, index, out, report = semantickitti
+    assert sorted(r["name"] for r in report) == sorted(
+        ["fog", "wet_ground", "snow", "motion_blur", "beam_missing", "crosstalk",
+         "incomplete_echo", "cross_sensor"])
+    copy_root = os.path.join(out, name, "2")
+    copy = _semantickitti_dataset(copy_root, os.path.join(copy_root,
+                                                          "semantickitti_infos_val.json"))
+    clean = _semantickitti_dataset(root, index)
+    corruption = build_corruption(name, 2, **semantickitti_corruption_args(name, offset=None))
+    assert len(copy) == len(clean) >= 2
+    changed = 0
+    for i in range(len(clean)):
+        sample = clean[i]
+        raw_clean = np.fromfile(os.path.join(root, sample["lidarseg_path"]), "<u4")
+        instance_clean = sample["pts_instance_mask"].copy()
+        # the instance column carries row + 1 here: a corruption sets it to 0 exactly where
+        # it displaces a point (and carries it along with every kept one)
+        sample["pts_instance_mask"] = np.arange(1, len(sample["points"]) + 1)
+        expected = corruption(sample)
+        got = copy[i]
+        assert got["token"] == expected["token"]
+        np.testing.assert_array_equal(got["points"], expected["points"].astype(np.float32))
+        np.testing.assert_array_equal(got["pts_semantic_mask"], expected["pts_semantic_mask"])
+        displaced = expected["pts_instance_mask"] == 0
+        rows = expected["pts_instance_mask"] - 1
+        raw_copy = np.fromfile(os.path.join(copy_root, got["lidarseg_path"]), "<u4")
+        np.testing.assert_array_equal(raw_copy[~displaced], raw_clean[rows[~displaced]])
+        assert np.all(raw_copy[displaced] == 0)
+        np.testing.assert_array_equal(got["pts_instance_mask"],
+                                      np.where(displaced, 0, instance_clean[rows]))
+        assert displaced.any() == (name == "fog")  # the others only remove points
+        changed += len(got["points"]) != len(raw_clean)
+    if name in ("beam_missing", "incomplete_echo", "wet_ground"):
+        assert changed, f"{name} removed no point"
+
+
+def test_semantickitti_copy_goes_through_create_data_and_refuses_what_it_cannot_take(
+        semantickitti, tmp_path):
+    from lidarcl.robustness.writer import create_corrupted
+
+    root, index, out, _ = semantickitti
+    copy_root = os.path.join(out, "snow", "2")
+    create_data = load_tool("create_data")
+    sequences = json.loads(open(index).read())["metadata"]["sequences"]
+    assert create_data.main(["semantickitti", "--root", copy_root, "--out", str(tmp_path),
+                             "--train-sequences", "", "--test-sequences", "",
+                             "--val-sequences", ",".join(sequences)]) == 0
+    written = json.loads((tmp_path / "semantickitti_infos_val.json").read_text())["infos"]
+    assert written == json.loads(open(os.path.join(
+        copy_root, "semantickitti_infos_val.json")).read())["infos"]
+    assert json.load(open(os.path.join(copy_root, "corruption.json")))["complete"] is True
+    for name in ("local_cutout", "spatial_misalignment", "temporal_misalignment"):
+        with pytest.raises(ValueError, match="no boxes, cameras or sweeps"):
+            create_corrupted(root, None, index, str(tmp_path / "x"), [name], [1],
+                             dataset="semantickitti", log=lambda *_: None)
+    tool = load_tool("create_corrupted")
+    args = ["--dataset", "semantickitti", "--root", root, "--index", index, "--severities", "1",
+            "--out", str(tmp_path / "tool"), "--corruptions"]
+    assert tool.main(args + ["local_cutout"]) == 2
+    assert tool.main(args + ["beam_missing"]) == 0
+    assert (tmp_path / "tool" / "beam_missing" / "1" / "semantickitti_infos_val.json").is_file()
+
+
+def test_robustness_tool_routes_a_semantickitti_config_to_its_layout(semantickitti):
+    """tools/robustness.py's writer step on a SemanticKITTI segmentation config finds the
+    copies the writer made (same settings: complete, reused), and the corrupted config's
+    validation dataset reads the copy."""
+    from mmengine.config import Config
+
+    from lidarcl.registry import DATASETS
+    from lidarcl.robustness.evaluate import corrupted_config, write_corrupted_sets
+
+    root, index, out, _ = semantickitti
+    cfg = Config.fromfile(os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "configs/seg/minkunet18_semantickitti_1pct.py"))
+    cfg.val_dataloader.dataset.data_root = root
+    report = write_corrupted_sets(cfg, ["beam_missing"], [2], out, log=lambda *_: None)
+    assert [(r["name"], r["state"]) for r in report] == [("beam_missing", "complete")]
+    dataset = DATASETS.build(corrupted_config(cfg, report[0]["dir"]).val_dataloader.dataset)
+    copy = _semantickitti_dataset(report[0]["dir"], os.path.join(
+        report[0]["dir"], "semantickitti_infos_val.json"))
+    packed = dataset[0]
+    assert packed["meta"]["token"] == copy[0]["token"]
+    np.testing.assert_array_equal(packed["points"].numpy(), copy[0]["points"][:, :4])
+    np.testing.assert_array_equal(packed["pts_semantic_mask"].numpy(),
+                                  copy[0]["pts_semantic_mask"])

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Write corrupted copies of a nuScenes-layout dataset (lidarcl.robustness.writer), one
-dataroot per corruption and severity, with sweeps, lidarseg labels, tables and info index.
+"""Write corrupted copies of a nuScenes, KITTI or SemanticKITTI dataset
+(lidarcl.robustness.writer), one dataroot per corruption and severity, in the dataset's own
+layout and with its info index (nuScenes: with sweeps, lidarseg labels and tables).
 
     python tools/create_corrupted.py --dataset nuscenes --root data/nuscenes --version v1.0-trainval \\
         --corruptions all --severities 1 2 3 --out data/nuscenes-c
@@ -10,7 +11,14 @@ dataroot per corruption and severity, with sweeps, lidarseg labels, tables and i
 OUT/<corruption>/<severity>/ is a dataroot (OUT/fog/2/nuscenes_infos_val.json is its index):
 point configs read it by setting data_root. --dataset kitti writes the KITTI object layout
 (velodyne corrupted with rings from the elevation, ImageSets of the index's frames, links to
-images, labels and calibrations; no sweeps). The samples are those of --index (default: the
+images, labels and calibrations; no sweeps). --dataset semantickitti writes
+sequences/NN/velodyne and labels of every scan of the index's sequences (Robo3D's eight
+corruptions; SemanticKITTI has no boxes, cameras or sweeps):
+
+    python tools/create_corrupted.py --dataset semantickitti --root data/semantickitti/dataset \
+        --index data/semantickitti/semantickitti_infos_val.json --out data/semantickitti-c
+
+The samples are those of --index (default: the
 root's nuscenes_infos_val.json, Robo3D's choice) and every sweep of their scenes. Robo3D's
 eight corruptions have severities 1-3 (light, moderate, heavy), Dong et al.'s 1-5; a severity
 a corruption lacks is left out. Progress and ETA go to stderr. Run the same command again
@@ -28,11 +36,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=("nuscenes", "kitti"), default="nuscenes",
-                   help="layout of the source: nuScenes (and the generator's copy of it) or "
-                        "the KITTI object layout")
+    p.add_argument("--dataset", choices=("nuscenes", "kitti", "semantickitti"),
+                   default="nuscenes",
+                   help="layout of the source: nuScenes (and the generator's copy of it), "
+                        "the KITTI object layout or SemanticKITTI")
     p.add_argument("--root", required=True, help="dataroot (nuScenes: holding VERSION/*.json; "
-                                                 "KITTI: holding training/, ImageSets/)")
+                                                 "KITTI: holding training/, ImageSets/; "
+                                                 "SemanticKITTI: holding sequences/)")
     p.add_argument("--version", default=None, help="nuScenes table version, e.g. "
                                                    "v1.0-trainval")
     p.add_argument("--index", default=None,
@@ -41,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default=None, help="info index file name prefix (default: the "
                                                   "dataset's name)")
     p.add_argument("--corruptions", nargs="+", default=["all"],
-                   help="corruption names, or all (default)")
+                   help="corruption names, or all (default: every corruption the layout "
+                        "takes)")
     p.add_argument("--severities", type=int, nargs="+", default=None,
                    help="severities (default: every severity of each corruption)")
     p.add_argument("--seed", type=int, default=0, help="the sets' seed (default 0)")

@@ -14,8 +14,8 @@ scores.
   baseline model's results), and Dong et al.'s relative corruption error on their
   corruptions, ``RCE_{c,s} = (A_clean - A_{c,s}) / A_clean``, ``RCE_c`` its mean over the
   severities and ``mRCE`` the mean over the object-level corruptions (Dong et al., CVPR
-  2023; the definition as their paper states it; their evaluation code was not read here,
-  so it is not checked against it).
+  2023; the definition as their paper states it: their repository publishes the
+  corruption functions but no scoring code, so the paper is the only reference).
 
 Accuracies are the config's metric in % (mIoU for segmentation; NDS by default, or mAP, for
 detection).
@@ -147,17 +147,21 @@ def write_corrupted_sets(cfg, corruptions, severities, corrupted_root: str, seed
     tables and the index are read once); sweeps are corrupted only when the test pipeline
     reads them. Returns :func:`~lidarcl.robustness.writer.create_corrupted`'s report."""
     from lidarcl.datasets.info_format import read_info_index
-    from lidarcl.robustness.writer import create_corrupted
+    from lidarcl.robustness.writer import DATASETS, create_corrupted
 
     index = _val_index(cfg)
     base = osp.basename(index)
     if "_infos_" not in base:
         raise DataError(index, "expected an info index named <prefix>_infos_<split>.json")
-    _, metadata = read_info_index(index, "nuscenes")
-    return create_corrupted(_val_dataset_cfg(cfg).data_root, metadata["version"], index,
+    _, metadata = read_info_index(index)
+    dataset = metadata.get("dataset")
+    if dataset not in DATASETS:
+        raise DataError(index, f"an index of {dataset!r}; corrupted copies are written for "
+                               f"{', '.join(DATASETS)}")
+    return create_corrupted(_val_dataset_cfg(cfg).data_root, metadata.get("version"), index,
                             corrupted_root, corruptions, severities, seed=seed,
                             prefix=base.split("_infos_")[0], log=log,
-                            corrupt_sweeps=_pipeline_reads_sweeps(cfg))
+                            corrupt_sweeps=_pipeline_reads_sweeps(cfg), dataset=dataset)
 
 
 def corrupted_config(cfg, set_dir: str):
@@ -334,6 +338,16 @@ def run_robustness(cfg, checkpoint: str, corruptions, severities, corrupted_root
     if any(s[0] == "temporal_misalignment" for s in sets) and not _index_has_sweeps(cfg):
         log("temporal_misalignment: left out, the validation index lists no sweeps")
         sets = [s for s in sets if s[0] != "temporal_misalignment"]
+    if sets:
+        from lidarcl.datasets.info_format import read_info_index
+        from lidarcl.robustness.writer import supported_corruptions
+
+        dataset = read_info_index(_val_index(cfg))[1].get("dataset")
+        supported = supported_corruptions(dataset)
+        left_out = list(dict.fromkeys(n for n, _ in sets if n not in supported))
+        if left_out:
+            log(f"{', '.join(left_out)}: left out, the {dataset} layout cannot take them")
+            sets = [s for s in sets if s[0] in supported]
     start = time.perf_counter()
     clean = evaluate_config(cfg, checkpoint, device)["metrics"]
     if metric not in clean:

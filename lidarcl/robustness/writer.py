@@ -1,4 +1,5 @@
-"""Offline corrupted copies of a nuScenes-layout dataset (``tools/create_corrupted.py``).
+"""Offline corrupted copies of a nuScenes, KITTI or SemanticKITTI dataset
+(``tools/create_corrupted.py``).
 
 Each (corruption, severity) becomes its own nuScenes dataroot,
 ``OUT/<corruption>/<severity>/``, that nuscenes-devkit, ``tools/create_data.py`` and
@@ -36,6 +37,14 @@ rings from the elevation of the HDL-64E's nominal beams, reflectance in [0, 1]),
 (spatial misalignment writes calibration files with the noisy ``Tr_velo_to_cam``), the
 index by ``create_kitti_infos``; there are no sweeps (temporal misalignment is refused).
 
+SemanticKITTI (``dataset="semantickitti"``): ``sequences/NN/velodyne/XXXXXX.bin`` of every scan
+of the index's sequences corrupted (rings and reflectance as for KITTI), ``labels/`` in step
+(raw semantic and instance ids kept; a displaced point gets 0, unlabeled), the sequence's
+calibration, poses and times linked, the index by ``create_semantickitti_infos``. Robo3D's
+eight only (no boxes, cameras or sweeps). The labels of wet ground, snow and incomplete
+echo are Robo3D's SemanticKITTI-C classes (:data:`SEMANTICKITTI_GROUND_RAW`,
+:data:`SEMANTICKITTI_VEHICLE_RAW`); the parameters are nuScenes-C's, as for every layout.
+
 Resume: files are written atomically (a temporary file renamed into place), so a file that
 exists is complete and is not written again; a set whose ``corruption.json`` says
 ``complete`` is skipped; a set folder written with other settings raises
@@ -57,8 +66,9 @@ from lidarcl.datasets.info_format import read_json_document
 from lidarcl.errors import DataError
 from lidarcl.utils.fileio import atomic_write, atomic_write_bytes
 
-__all__ = ["SWEEP_CORRUPTIONS", "MANIFEST", "corrupted_set_dir", "create_corrupted",
-           "filter_tables", "plan_sets", "Progress"]
+__all__ = ["SWEEP_CORRUPTIONS", "MANIFEST", "DATASETS", "corrupted_set_dir",
+           "create_corrupted", "filter_tables", "plan_sets", "Progress",
+           "semantickitti_corruption_args", "supported_corruptions"]
 
 MANIFEST = "corruption.json"
 MANIFEST_FORMAT = "lidarcl-corrupted"
@@ -522,6 +532,148 @@ class _KittiSetWriter(_SetWriter):
             f.write("\n".join(out) + "\n")
 
 
+# SemanticKITTI (same HDL-64E as KITTI). Its labels travel through a corruption as
+# raw id + SEMANTICKITTI_LABEL_OFFSET, so the IGNORE_LABEL (255) that a corruption gives a
+# displaced point cannot be mistaken for raw 255 (moving-motorcyclist); the label sets are
+# raw ids of Robo3D's SemanticKITTI-C classes: wet ground (and snow's noise threshold) on
+# road, parking, sidewalk, other-ground (create/semantickitti_c/wet_ground, learning classes
+# 9-12; raw 60 lane-marking maps to road), incomplete echo on car, bicycle, motorcycle, truck,
+# other-vehicle (create/semantickitti_c/incomplete_echo, learning classes 1-5)
+SEMANTICKITTI_LABEL_OFFSET = 256
+SEMANTICKITTI_GROUND_RAW = (40, 44, 48, 49, 60)
+SEMANTICKITTI_VEHICLE_RAW = {"car": (10, 252), "bicycle": (11,), "motorcycle": (15,),
+                             "truck": (18, 258), "other-vehicle": (13, 16, 20, 256, 257, 259)}
+
+
+def semantickitti_corruption_args(name: str, offset: int = SEMANTICKITTI_LABEL_OFFSET) -> dict:
+    """The corruption's arguments for SemanticKITTI scans whose ``pts_semantic_mask`` holds
+    raw id + ``offset`` (``offset=None``: the 19 training labels of the learning map)."""
+    from lidarcl.datasets.semantickitti_converter import LEARNING_MAP
+
+    def encode(raw_ids):
+        if offset is None:
+            return sorted({LEARNING_MAP[r] for r in raw_ids})
+        return [r + offset for r in raw_ids]
+
+    args = dict(KITTI_CORRUPTION_ARGS.get(name, {}))
+    if name in ("wet_ground", "snow"):
+        args["ground_labels"] = encode(SEMANTICKITTI_GROUND_RAW)
+    if name == "incomplete_echo":
+        args["label_groups"] = {k: encode(v) for k, v in SEMANTICKITTI_VEHICLE_RAW.items()}
+    return args
+
+
+class _SemanticKittiSetWriter(_SetWriter):
+    """One set of a SemanticKITTI layout: ``sequences/NN/velodyne/XXXXXX.bin`` corrupted,
+    ``sequences/NN/labels/XXXXXX.label`` in step (raw semantic id and instance id kept for
+    every point that keeps its surface; a displaced or created point gets 0, unlabeled, and
+    no instance), ``calib.txt`` / ``poses.txt`` / ``times.txt`` and any other entry of the
+    sequence folder linked, the index by ``create_semantickitti_infos``. Robo3D's eight
+    only: SemanticKITTI has no boxes (object-level), cameras or sweeps (alignment)."""
+
+    def __init__(self, source: _Source, out, name, severity, seed, prefix):
+        from lidarcl.robustness.corruptions.base import CORRUPTIONS
+        from lidarcl.robustness.scores import ROBO3D_CORRUPTIONS
+
+        if name not in ROBO3D_CORRUPTIONS and name in CORRUPTIONS:
+            raise ValueError(f"{name}: SemanticKITTI has no boxes, cameras or sweeps; its "
+                             f"copies take Robo3D's eight ({', '.join(ROBO3D_CORRUPTIONS)})")
+        self._init_set(source, out, name, severity, seed, prefix,
+                       **semantickitti_corruption_args(name))
+        self.manifest["sweeps"] = "none (SemanticKITTI)"
+        self.sequences = sorted({str(info["scene_token"]) for info in self.infos})
+        self.split = self.metadata.get("split") or "val"
+
+    @property
+    def files(self) -> list[str]:
+        return [info["lidar_path"] for info in self.infos]
+
+    def dataset(self, with_labels: bool):
+        from lidarcl.datasets.semantickitti_dataset import SemanticKITTIDataset
+
+        key = "_dataset_labels" if with_labels else "_dataset_points"
+        if getattr(self, key, None) is None:
+            pipeline = [dict(type="LoadPoints", use_dims=None, skip_empty=False)]
+            if with_labels:
+                pipeline.append(dict(
+                    type="LoadSemanticKITTILabels", ignore_index=0,
+                    label_mapping=np.arange(1 << 16) + SEMANTICKITTI_LABEL_OFFSET))
+            setattr(self, key, SemanticKITTIDataset(
+                ann_file=osp.abspath(self.index), data_root=self.root, pipeline=pipeline,
+                test_mode=True))
+        return getattr(self, key)
+
+    def _check_whole_sequences(self) -> None:
+        """The layout's index is rebuilt from the folders: every scan of a sequence must be
+        in the index (poses.txt has one row per scan)."""
+        for sequence in self.sequences:
+            velodyne = osp.join(self.root, "sequences", sequence, "velodyne")
+            scans = sum(f.endswith(".bin") for f in os.listdir(velodyne))
+            listed = sum(str(i["scene_token"]) == sequence for i in self.infos)
+            if scans != listed:
+                raise DataError(self.index, f"lists {listed} of the {scans} scans of sequence "
+                                            f"{sequence} ({velodyne}); a SemanticKITTI copy "
+                                            "takes whole sequences")
+
+    def write(self, progress: Progress | None = None, stop_after: int | None = None) -> None:
+        from lidarcl.datasets.semantickitti_converter import create_semantickitti_infos
+
+        self._check_whole_sequences()
+        os.makedirs(self.dir, exist_ok=True)
+        self._write_manifest(complete=False)
+        for sequence in self.sequences:
+            rel = osp.join("sequences", sequence)
+            for entry in sorted(os.listdir(osp.join(self.root, rel))):
+                if entry in ("velodyne", "labels"):
+                    os.makedirs(osp.join(self.dir, rel, entry), exist_ok=True)
+                else:
+                    _link(osp.join(self.root, rel, entry), osp.join(self.dir, rel, entry))
+        written = 0
+        for i, info in enumerate(self.infos):
+            target = osp.join(self.dir, info["lidar_path"])
+            if osp.lexists(target):
+                continue
+            labelled = bool(info.get("lidarseg_path"))
+            sample = self.corruption(self.dataset(labelled)[i])
+            points = np.ascontiguousarray(sample["points"], dtype=np.float32)
+            if labelled:
+                semantic = np.asarray(sample["pts_semantic_mask"], dtype=np.int64)
+                instance = np.asarray(sample["pts_instance_mask"], dtype=np.int64)
+                if not len(semantic) == len(instance) == len(points):
+                    raise RuntimeError(f"{self.name}: {len(semantic)} labels for "
+                                       f"{len(points)} points")
+                raw = np.where(semantic >= SEMANTICKITTI_LABEL_OFFSET,
+                               semantic - SEMANTICKITTI_LABEL_OFFSET, 0)
+                instance = np.where(semantic >= SEMANTICKITTI_LABEL_OFFSET, instance, 0)
+                atomic_write_bytes(osp.join(self.dir, info["lidarseg_path"]),
+                                   ((instance << 16) | raw).astype("<u4").tobytes())
+            atomic_write_bytes(target, points.tobytes())
+            written += 1
+            if progress is not None:
+                progress.step(f"{self.name} {self.severity}")
+            if stop_after is not None and written >= stop_after:
+                raise KeyboardInterrupt(f"stopped after {written} files (stop_after)")
+        sequences = self.metadata.get("sequences") or self.sequences
+        create_semantickitti_infos(self.dir, self.dir, splits={self.split: tuple(sequences)},
+                                   prefix=self.prefix)
+        self._write_manifest(complete=True)
+
+
+DATASETS = ("nuscenes", "kitti", "semantickitti")
+
+
+def supported_corruptions(dataset: str) -> list[str]:
+    """What ``--corruptions all`` means for a layout: every corruption for nuScenes; all
+    but temporal misalignment for KITTI (no sweeps); Robo3D's eight for SemanticKITTI."""
+    from lidarcl.robustness.corruptions import CORRUPTIONS
+    from lidarcl.robustness.scores import ROBO3D_CORRUPTIONS
+
+    if dataset == "semantickitti":
+        return list(ROBO3D_CORRUPTIONS)
+    return [n for n in sorted(CORRUPTIONS)
+            if not (dataset == "kitti" and n == "temporal_misalignment")]
+
+
 def create_corrupted(root: str, version: str, index: str, out: str,
                      corruptions: Iterable[str] | str = "all",
                      severities: Iterable[int] | None = None, seed: int = 0,
@@ -530,22 +682,27 @@ def create_corrupted(root: str, version: str, index: str, out: str,
                      corrupt_sweeps: bool = True, dataset: str = "nuscenes") -> list[dict]:
     """Write every (corruption, severity) set of the samples of ``index`` (module doc);
     ``corrupt_sweeps=False`` links every sweep unchanged (for models of keyframes only);
-    ``dataset="kitti"``: a KITTI object layout (``version`` unused; :class:`_KittiSetWriter`).
+    ``dataset="kitti"``: a KITTI object layout (``version`` unused; :class:`_KittiSetWriter`);
+    ``dataset="semantickitti"``: the SemanticKITTI layout (:class:`_SemanticKittiSetWriter`).
     Returns one ``{"name", "severity", "dir", "state"}`` per set (state before this call:
     ``"new"``, ``"partial"`` (resumed) or ``"complete"`` (skipped))."""
     from lidarcl.datasets.info_format import read_info_index
 
-    if dataset not in ("nuscenes", "kitti"):
-        raise ValueError(f"dataset {dataset!r}: the writer knows nuscenes and kitti")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset {dataset!r}: the writer knows {', '.join(DATASETS)}")
     if dataset == "nuscenes" and not osp.isdir(osp.join(root, str(version))):
         raise DataError(osp.join(root, str(version)), f"nuScenes tables of version "
                                                       f"{version!r} not found")
-    infos, metadata = read_info_index(index, "kitti" if dataset == "kitti" else "nuscenes")
+    if corruptions == "all" or list(corruptions) == ["all"]:
+        corruptions = supported_corruptions(dataset)
+    infos, metadata = read_info_index(index, dataset)
     if not infos:
         raise DataError(index, "the info index lists no sample")
-    source = _Source(root, "kitti" if dataset == "kitti" else version, index, infos, metadata)
-    if dataset == "kitti":
-        writers = [_KittiSetWriter(source, out, name, severity, seed, prefix)
+    source = _Source(root, version if dataset == "nuscenes" else dataset, index, infos,
+                     metadata)
+    if dataset != "nuscenes":
+        writer = _KittiSetWriter if dataset == "kitti" else _SemanticKittiSetWriter
+        writers = [writer(source, out, name, severity, seed, prefix)
                    for name, severity in plan_sets(corruptions, severities)]
     else:
         writers = [_SetWriter(source, out, name, severity, seed, prefix, corrupt_sweeps)

@@ -484,7 +484,7 @@ class LoadLidarsegLabels(Transform):
                              "were already filtered or merged with sweeps)")
         labels = labels[valid]
         lut = self._lut
-        if self.label_mapping == "dataset":
+        if isinstance(self.label_mapping, str):  # "dataset" (an array mapping is a lookup)
             lut = sample.get("lidarseg_learning_map")
             if lut is None:
                 raise ValueError("LoadLidarsegLabels(label_mapping='dataset'): the dataset "
