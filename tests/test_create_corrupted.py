@@ -322,6 +322,23 @@ def test_semantickitti_copy_goes_through_create_data_and_refuses_what_it_cannot_
         with pytest.raises(ValueError, match="no boxes, cameras or sweeps"):
             create_corrupted(root, None, index, str(tmp_path / "x"), [name], [1],
                              dataset="semantickitti", log=lambda *_: None)
+    from lidarcl.errors import DataError
+
+    document = json.loads(open(index).read())
+    document["infos"][0]["lidarseg_path"] = None  # a scan without labels
+    unlabelled = tmp_path / "semantickitti_infos_unlabelled.json"
+    unlabelled.write_text(json.dumps(document))
+    with pytest.raises(DataError, match="incomplete echo needs point labels"):
+        create_corrupted(root, None, str(unlabelled), str(tmp_path / "y"), ["incomplete_echo"],
+                         [1], dataset="semantickitti", log=lambda *_: None)
+    document = json.loads(open(index).read())
+    document["metadata"]["sequences"] = document["metadata"]["sequences"] + ["21"]
+    unlisted = tmp_path / "semantickitti_infos_unlisted.json"
+    unlisted.write_text(json.dumps(document))
+    with pytest.raises(DataError, match="split names sequences"):
+        create_corrupted(root, None, str(unlisted), str(tmp_path / "z"), ["fog"], [1],
+                         dataset="semantickitti", log=lambda *_: None)
+    assert not (tmp_path / "z" / "fog" / "1" / "sequences").exists()  # refused before writing
     tool = load_tool("create_corrupted")
     args = ["--dataset", "semantickitti", "--root", root, "--index", index, "--severities", "1",
             "--out", str(tmp_path / "tool"), "--corruptions"]

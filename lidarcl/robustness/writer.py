@@ -603,9 +603,20 @@ class _SemanticKittiSetWriter(_SetWriter):
                 test_mode=True))
         return getattr(self, key)
 
-    def _check_whole_sequences(self) -> None:
+    def _check_source(self) -> None:
         """The layout's index is rebuilt from the folders: every scan of a sequence must be
-        in the index (poses.txt has one row per scan)."""
+        in the index (poses.txt has one row per scan), and every sequence of its split;
+        incomplete echo needs each scan's labels (SemanticKITTI has no boxes)."""
+        named = self.metadata.get("sequences")
+        if named and sorted(map(str, named)) != self.sequences:
+            raise DataError(self.index, f"its split names sequences {sorted(named)} but its "
+                                        f"scans come from {self.sequences}")
+        if self.name == "incomplete_echo":
+            unlabelled = [i["token"] for i in self.infos if not i.get("lidarseg_path")]
+            if unlabelled:
+                raise DataError(self.index, f"incomplete echo needs point labels (no boxes "
+                                            f"in SemanticKITTI); {len(unlabelled)} scans have "
+                                            f"none, e.g. {unlabelled[0]}")
         for sequence in self.sequences:
             velodyne = osp.join(self.root, "sequences", sequence, "velodyne")
             scans = sum(f.endswith(".bin") for f in os.listdir(velodyne))
@@ -618,7 +629,7 @@ class _SemanticKittiSetWriter(_SetWriter):
     def write(self, progress: Progress | None = None, stop_after: int | None = None) -> None:
         from lidarcl.datasets.semantickitti_converter import create_semantickitti_infos
 
-        self._check_whole_sequences()
+        self._check_source()
         os.makedirs(self.dir, exist_ok=True)
         self._write_manifest(complete=False)
         for sequence in self.sequences:
@@ -668,6 +679,9 @@ def supported_corruptions(dataset: str) -> list[str]:
     from lidarcl.robustness.corruptions import CORRUPTIONS
     from lidarcl.robustness.scores import ROBO3D_CORRUPTIONS
 
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset {dataset!r}: corrupted copies are written for "
+                         f"{', '.join(DATASETS)}")
     if dataset == "semantickitti":
         return list(ROBO3D_CORRUPTIONS)
     return [n for n in sorted(CORRUPTIONS)
@@ -693,7 +707,8 @@ def create_corrupted(root: str, version: str, index: str, out: str,
     if dataset == "nuscenes" and not osp.isdir(osp.join(root, str(version))):
         raise DataError(osp.join(root, str(version)), f"nuScenes tables of version "
                                                       f"{version!r} not found")
-    if corruptions == "all" or list(corruptions) == ["all"]:
+    corruptions = [corruptions] if isinstance(corruptions, str) else list(corruptions)
+    if corruptions == ["all"]:
         corruptions = supported_corruptions(dataset)
     infos, metadata = read_info_index(index, dataset)
     if not infos:
