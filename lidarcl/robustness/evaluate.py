@@ -130,13 +130,6 @@ def _val_index(cfg) -> str:
                                                                          dataset.ann_file)
 
 
-def _index_has_sweeps(cfg) -> bool:
-    from lidarcl.datasets.info_format import read_info_index
-
-    infos, _ = read_info_index(_val_index(cfg))
-    return any(info.get("sweeps") for info in infos)
-
-
 def _pipeline_reads_sweeps(cfg) -> bool:
     return any(t.get("type") in SWEEP_LOADERS for t in _val_dataset_cfg(cfg).pipeline)
 
@@ -335,14 +328,16 @@ def run_robustness(cfg, checkpoint: str, corruptions, severities, corrupted_root
     sets = plan_sets(corruptions, severities) if corruptions else []
     if task == "segmentation":
         sets = [s for s in sets if s[0] != "temporal_misalignment"]
-    if any(s[0] == "temporal_misalignment" for s in sets) and not _index_has_sweeps(cfg):
-        log("temporal_misalignment: left out, the validation index lists no sweeps")
-        sets = [s for s in sets if s[0] != "temporal_misalignment"]
     if sets:
         from lidarcl.datasets.info_format import read_info_index
         from lidarcl.robustness.writer import supported_corruptions
 
-        dataset = read_info_index(_val_index(cfg))[1].get("dataset")
+        infos, metadata = read_info_index(_val_index(cfg))
+        if (any(s[0] == "temporal_misalignment" for s in sets)
+                and not any(info.get("sweeps") for info in infos)):
+            log("temporal_misalignment: left out, the validation index lists no sweeps")
+            sets = [s for s in sets if s[0] != "temporal_misalignment"]
+        dataset = metadata.get("dataset")
         supported = supported_corruptions(dataset)
         left_out = list(dict.fromkeys(n for n, _ in sets if n not in supported))
         if left_out:

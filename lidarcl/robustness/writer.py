@@ -278,6 +278,17 @@ class _SetWriter:
     def files_done(self) -> int:
         return sum(osp.lexists(osp.join(self.dir, f)) for f in self.files)
 
+    def _file_written(self, written: int, progress: Progress | None,
+                      stop_after: int | None) -> int:
+        """Count a written file, advance the progress line; ``stop_after`` files (the tests'
+        interruption) raise KeyboardInterrupt."""
+        written += 1
+        if progress is not None:
+            progress.step(f"{self.name} {self.severity}")
+        if stop_after is not None and written >= stop_after:
+            raise KeyboardInterrupt(f"stopped after {written} files (stop_after)")
+        return written
+
     # -- writing -----------------------------------------------------------------------
     def write(self, progress: Progress | None = None,
               stop_after: int | None = None) -> None:
@@ -300,11 +311,7 @@ class _SetWriter:
                 self._write_sweep(record, source, target)
             else:
                 _link(source, target)
-            written += 1
-            if progress is not None:
-                progress.step(f"{self.name} {self.severity}")
-            if stop_after is not None and written >= stop_after:
-                raise KeyboardInterrupt(f"stopped after {written} files (stop_after)")
+            written = self._file_written(written, progress, stop_after)
         self._write_tables(self._noisy_calibrations(keyframes.values())
                            if self.name == "spatial_misalignment" else {})
         from lidarcl.datasets.nuscenes_converter import create_nuscenes_infos
@@ -453,9 +460,6 @@ class _KittiSetWriter(_SetWriter):
     ``Tr_velo_to_cam``), the index by ``create_kitti_infos``. KITTI has no sweeps."""
 
     def __init__(self, source: _Source, out, name, severity, seed, prefix):
-        if name == "temporal_misalignment":
-            raise ValueError("temporal misalignment replaces a scan by an older sweep; "
-                             "KITTI's object layout has no sweeps")
         self._init_set(source, out, name, severity, seed, prefix,
                        **KITTI_CORRUPTION_ARGS.get(name, {}))
         self.split = self.metadata.get("split") or "val"
@@ -498,11 +502,7 @@ class _KittiSetWriter(_SetWriter):
                 sample = self.corruption(dataset[i])
                 atomic_write_bytes(target, np.ascontiguousarray(sample["points"],
                                                                 np.float32).tobytes())
-            written += 1
-            if progress is not None:
-                progress.step(f"{self.name} {self.severity}")
-            if stop_after is not None and written >= stop_after:
-                raise KeyboardInterrupt(f"stopped after {written} files (stop_after)")
+            written = self._file_written(written, progress, stop_after)
         with atomic_write(osp.join(self.dir, "ImageSets", f"{self.split}.txt"), "w") as f:
             f.write("".join(f"{info['token']}\n" for info in self.infos))
         create_kitti_infos(self.dir, self.dir, prefix=self.prefix)
@@ -572,12 +572,6 @@ class _SemanticKittiSetWriter(_SetWriter):
     only: SemanticKITTI has no boxes (object-level), cameras or sweeps (alignment)."""
 
     def __init__(self, source: _Source, out, name, severity, seed, prefix):
-        from lidarcl.robustness.corruptions.base import CORRUPTIONS
-        from lidarcl.robustness.scores import ROBO3D_CORRUPTIONS
-
-        if name not in ROBO3D_CORRUPTIONS and name in CORRUPTIONS:
-            raise ValueError(f"{name}: SemanticKITTI has no boxes, cameras or sweeps; its "
-                             f"copies take Robo3D's eight ({', '.join(ROBO3D_CORRUPTIONS)})")
         self._init_set(source, out, name, severity, seed, prefix,
                        **semantickitti_corruption_args(name))
         self.manifest["sweeps"] = "none (SemanticKITTI)"
@@ -659,11 +653,7 @@ class _SemanticKittiSetWriter(_SetWriter):
                 atomic_write_bytes(osp.join(self.dir, info["lidarseg_path"]),
                                    ((instance << 16) | raw).astype("<u4").tobytes())
             atomic_write_bytes(target, points.tobytes())
-            written += 1
-            if progress is not None:
-                progress.step(f"{self.name} {self.severity}")
-            if stop_after is not None and written >= stop_after:
-                raise KeyboardInterrupt(f"stopped after {written} files (stop_after)")
+            written = self._file_written(written, progress, stop_after)
         sequences = self.metadata.get("sequences") or self.sequences
         create_semantickitti_infos(self.dir, self.dir, splits={self.split: tuple(sequences)},
                                    prefix=self.prefix)
@@ -671,6 +661,13 @@ class _SemanticKittiSetWriter(_SetWriter):
 
 
 DATASETS = ("nuscenes", "kitti", "semantickitti")
+# why a layout cannot take the corruptions outside supported_corruptions
+UNSUPPORTED = {
+    "kitti": "temporal misalignment replaces a scan by an older sweep; KITTI's object layout "
+             "has no sweeps",
+    "semantickitti": "SemanticKITTI has no boxes, cameras or sweeps; its copies take Robo3D's "
+                     "eight",
+}
 
 
 def supported_corruptions(dataset: str) -> list[str]:
@@ -701,15 +698,18 @@ def create_corrupted(root: str, version: str, index: str, out: str,
     Returns one ``{"name", "severity", "dir", "state"}`` per set (state before this call:
     ``"new"``, ``"partial"`` (resumed) or ``"complete"`` (skipped))."""
     from lidarcl.datasets.info_format import read_info_index
+    from lidarcl.robustness.corruptions import CORRUPTIONS
 
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset {dataset!r}: the writer knows {', '.join(DATASETS)}")
+    supported = supported_corruptions(dataset)  # ValueError for a dataset it cannot write
     if dataset == "nuscenes" and not osp.isdir(osp.join(root, str(version))):
         raise DataError(osp.join(root, str(version)), f"nuScenes tables of version "
                                                       f"{version!r} not found")
     corruptions = [corruptions] if isinstance(corruptions, str) else list(corruptions)
     if corruptions == ["all"]:
-        corruptions = supported_corruptions(dataset)
+        corruptions = supported
+    refused = [n for n in corruptions if n not in supported and n in CORRUPTIONS]
+    if refused:
+        raise ValueError(f"{', '.join(refused)}: {UNSUPPORTED[dataset]}")
     infos, metadata = read_info_index(index, dataset)
     if not infos:
         raise DataError(index, "the info index lists no sample")
